@@ -1,0 +1,166 @@
+//! Map names, keys and values shared by the kernel and userspace sides.
+
+use core::mem::size_of;
+
+/// UDP destination port of VXLAN (IANA, RFC 7348).
+pub const VXLAN_PORT: u16 = 4789;
+/// Bytes the encapsulation adds: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
+pub const ENCAP_OVERHEAD: u32 = 50;
+
+/// Names of the maps, as declared in overlay-ebpf/src/maps.rs. Userspace checks at load
+/// time that the object file defines every one of them.
+pub mod map_names {
+    pub const CONFIG: &str = "OVL_CONFIG";
+    pub const NETWORKS: &str = "OVL_NETWORKS";
+    pub const INTERFACES: &str = "OVL_INTERFACES";
+    pub const LOCAL_ENDPOINTS: &str = "OVL_LOCAL_EPS";
+    pub const REMOTE_ENDPOINTS: &str = "OVL_REMOTE_EPS";
+    pub const MEMBERS: &str = "OVL_MEMBERS";
+    pub const COUNTERS: &str = "OVL_COUNTERS";
+    pub const NET_COUNTERS: &str = "OVL_NET_COUNTS";
+
+    pub const ALL: [&str; 8] = [
+        CONFIG,
+        NETWORKS,
+        INTERFACES,
+        LOCAL_ENDPOINTS,
+        REMOTE_ENDPOINTS,
+        MEMBERS,
+        COUNTERS,
+        NET_COUNTERS,
+    ];
+}
+
+/// Names of the TC programs in the object file.
+pub mod program_names {
+    /// TC ingress of the host side of a container's veth: packets leaving the container.
+    pub const FROM_CONTAINER: &str = "overlay_from_container";
+    /// TC ingress of the host's underlay interface: VXLAN arriving from other hosts.
+    pub const FROM_UNDERLAY: &str = "overlay_from_underlay";
+}
+
+/// Capacity of the maps. Userspace reports a full map as an error naming the limit.
+pub mod capacity {
+    pub const NETWORKS: u32 = 4096;
+    pub const INTERFACES: u32 = 4096;
+    pub const LOCAL_ENDPOINTS: u32 = 4096;
+    pub const REMOTE_ENDPOINTS: u32 = 65536;
+    pub const MEMBERS: u32 = 1024;
+    /// Networks whose per-network counters are kept (indexed by a slot, not by VNI).
+    pub const NET_COUNTERS: u32 = 4096;
+}
+
+/// The IPv4 address as a map key/value: its four octets as they are on the wire.
+#[inline(always)]
+pub const fn ipv4_key(octets: [u8; 4]) -> u32 {
+    u32::from_ne_bytes(octets)
+}
+
+/// The octets of an address stored with [`ipv4_key`].
+#[inline(always)]
+pub const fn ipv4_octets(key: u32) -> [u8; 4] {
+    key.to_ne_bytes()
+}
+
+/// `OVL_CONFIG[0]`: this host's part of the overlay.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostConfig {
+    /// The address this host's VTEP sends from and receives on ([`ipv4_key`]).
+    pub vtep_ip: u32,
+    /// The interface VXLAN leaves by when the FIB has no better answer.
+    pub underlay_ifindex: u32,
+}
+
+/// `OVL_NETWORKS[vni]`: an overlay network present on this host.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetworkInfo {
+    /// Gateway address of the subnet ([`ipv4_key`]); ARP for it is answered with `gateway_mac`.
+    pub gateway: u32,
+    pub gateway_mac: [u8; 6],
+    pub _pad: [u8; 2],
+    /// Index into `OVL_NET_COUNTS` for this network's counters.
+    pub counter_slot: u32,
+}
+
+/// `OVL_INTERFACES[ifindex]`: the host side of a local container's veth.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Interface {
+    pub vni: u32,
+    /// The only source address the container may send from ([`ipv4_key`]).
+    pub ip: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// Key of `OVL_LOCAL_EPS` and `OVL_REMOTE_EPS`: an address within one network.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EndpointKey {
+    pub vni: u32,
+    pub ip: u32,
+}
+
+/// `OVL_LOCAL_EPS[(vni, ip)]`: a container on this host.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalEndpoint {
+    /// Host side of the container's veth: packets are redirected to its peer.
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// `OVL_REMOTE_EPS[(vni, ip)]`: a container on another host.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RemoteEndpoint {
+    /// The VTEP of the host it lives on ([`ipv4_key`]).
+    pub vtep: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// `OVL_MEMBERS[vtep]`: a host allowed to send us VXLAN. The value is reserved.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Member {
+    pub _reserved: u32,
+}
+
+/// One counter cell: `OVL_COUNTERS[Reason::slot(direction)]` and
+/// `OVL_NET_COUNTS[network slot * Direction::COUNT + direction]`, per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+const _: () = {
+    assert!(size_of::<HostConfig>() == 8);
+    assert!(size_of::<NetworkInfo>() == 16);
+    assert!(size_of::<Interface>() == 16);
+    assert!(size_of::<EndpointKey>() == 8);
+    assert!(size_of::<LocalEndpoint>() == 12);
+    assert!(size_of::<RemoteEndpoint>() == 12);
+    assert!(size_of::<Member>() == 4);
+    assert!(size_of::<Counter>() == 16);
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are #[repr(C)], Copy, made only of integers and byte arrays,
+    // with every padding byte an explicit field: any bit pattern is valid.
+    unsafe impl aya::Pod for HostConfig {}
+    unsafe impl aya::Pod for NetworkInfo {}
+    unsafe impl aya::Pod for Interface {}
+    unsafe impl aya::Pod for EndpointKey {}
+    unsafe impl aya::Pod for LocalEndpoint {}
+    unsafe impl aya::Pod for RemoteEndpoint {}
+    unsafe impl aya::Pod for Member {}
+    unsafe impl aya::Pod for Counter {}
+}

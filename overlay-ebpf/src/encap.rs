@@ -1,0 +1,168 @@
+//! VXLAN encapsulation of a container's packet for a container on another host.
+//!
+//! The outer headers are made room for with one `bpf_skb_adjust_room` that tells the
+//! kernel what it inserts (IPv4 + UDP + an inner Ethernet header), so a GSO super-packet
+//! stays one: the NIC or the GSO layer cuts it into UDP-tunnel segments later. Declaring
+//! the VXLAN header as part of the L2 encap length (14 + 8) breaks GSO on this kernel,
+//! so the encap L2 length is the inner Ethernet header alone.
+
+use aya_ebpf::{
+    bindings::{
+        BPF_ADJ_ROOM_ENCAP_L2_SHIFT, BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
+        BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO, BPF_FIB_LKUP_RET_NO_NEIGH,
+        BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_SUCCESS, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup,
+        bpf_redir_neigh,
+    },
+    helpers::{bpf_fib_lookup, bpf_get_hash_recalc, bpf_redirect, bpf_redirect_neigh},
+    programs::TcContext,
+};
+use overlay_common::{ENCAP_OVERHEAD, NetworkInfo, Reason, RemoteEndpoint, VXLAN_PORT};
+
+use crate::{
+    fdb,
+    headers::{ETH_P_IP, EthHdr, IPPROTO_UDP, Ipv4Hdr, UdpHdr, VxlanHdr},
+    verdict::{self, Verdict},
+};
+
+const AF_INET: u8 = 2;
+/// Outer UDP source ports come from this range (Linux's default ephemeral range, as the
+/// kernel's VXLAN driver uses), so underlay ECMP and RSS spread flows.
+const SPORT_MIN: u32 = 32768;
+const SPORT_MAX: u32 = 60999;
+
+const ADJ_ROOM_FLAGS: u64 = (BPF_F_ADJ_ROOM_FIXED_GSO
+    | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4
+    | BPF_F_ADJ_ROOM_ENCAP_L4_UDP
+    | BPF_F_ADJ_ROOM_ENCAP_L2_ETH) as u64
+    | ((EthHdr::LEN as u64) << BPF_ADJ_ROOM_ENCAP_L2_SHIFT);
+
+/// Everything in front of the inner IPv4 header after encapsulation.
+#[repr(C, packed)]
+#[derive(Clone, Copy)]
+struct Encapsulation {
+    outer_eth: EthHdr,
+    outer_ip: Ipv4Hdr,
+    udp: UdpHdr,
+    vxlan: VxlanHdr,
+    inner_eth: EthHdr,
+}
+
+const _: () = assert!(
+    core::mem::size_of::<Encapsulation>() == EthHdr::LEN + ENCAP_OVERHEAD as usize
+);
+
+/// How the encapsulated packet leaves for the VTEP.
+enum NextHop {
+    /// The FIB and neighbour tables answered: addresses known, a plain redirect.
+    Resolved { ifindex: u32, smac: [u8; 6], dmac: [u8; 6] },
+    /// Routed, but the next hop's MAC is not resolved yet: the kernel resolves it.
+    Unresolved { ifindex: u32, gateway: u32 },
+    /// The FIB helper only serves interfaces with IPv4 forwarding on, which a host need
+    /// not enable for the overlay: the kernel's output route lookup is used instead.
+    ByOutputRoute { ifindex: u32 },
+}
+
+pub fn to_remote(
+    ctx: &TcContext,
+    eth: &EthHdr,
+    ip: &Ipv4Hdr,
+    vni: u32,
+    remote: &RemoteEndpoint,
+    network: &NetworkInfo,
+) -> Verdict {
+    let cfg = fdb::config()?;
+    // Route first, so a packet we cannot send is dropped before it is modified.
+    let hop = next_hop(ctx, cfg.vtep_ip, remote.vtep, cfg.underlay_ifindex)?;
+    let source_port = flow_source_port(ctx);
+
+    ctx.adjust_room(ENCAP_OVERHEAD as i32, BPF_ADJ_ROOM_MAC, ADJ_ROOM_FLAGS)
+        .map_err(|_| Reason::AdjustRoomFailed)?;
+
+    let len = ctx.len();
+    let mut outer_ip = Ipv4Hdr {
+        version_ihl: 0x45,
+        // Keep the inner DSCP so the underlay can honour it; ECN is not propagated.
+        tos: ip.tos & 0xfc,
+        tot_len: ((len - EthHdr::LEN as u32) as u16).to_be(),
+        id: 0,
+        frag_off: 0,
+        ttl: 64,
+        proto: IPPROTO_UDP,
+        check: 0,
+        saddr: cfg.vtep_ip,
+        daddr: remote.vtep,
+    };
+    outer_ip.check = outer_ip.checksum();
+    let headers = Encapsulation {
+        // Zero MACs are filled in by bpf_redirect_neigh.
+        outer_eth: match hop {
+            NextHop::Resolved { smac, dmac, .. } => EthHdr { dst: dmac, src: smac, proto: ETH_P_IP.to_be() },
+            _ => EthHdr { dst: [0; 6], src: [0; 6], proto: ETH_P_IP.to_be() },
+        },
+        outer_ip,
+        udp: UdpHdr {
+            source: (source_port as u16).to_be(),
+            dest: VXLAN_PORT.to_be(),
+            len: ((len - (EthHdr::LEN + Ipv4Hdr::LEN) as u32) as u16).to_be(),
+            // RFC 7348 allows zero over IPv4; the kernel's VXLAN also sends zero by default.
+            check: 0,
+        },
+        vxlan: VxlanHdr::new(vni),
+        inner_eth: EthHdr { dst: remote.mac, src: eth.src, proto: ETH_P_IP.to_be() },
+    };
+    ctx.store(0, &headers, 0).map_err(|_| Reason::Truncated)?;
+
+    // SAFETY: plain helper calls; the params struct lives on this stack frame.
+    let result = match hop {
+        NextHop::Resolved { ifindex, .. } => unsafe { bpf_redirect(ifindex, 0) },
+        NextHop::Unresolved { ifindex, gateway } => unsafe {
+            let mut params: bpf_redir_neigh = core::mem::zeroed();
+            params.nh_family = u32::from(AF_INET);
+            params.__bindgen_anon_1.ipv4_nh = gateway;
+            bpf_redirect_neigh(ifindex, &mut params, core::mem::size_of::<bpf_redir_neigh>() as i32, 0)
+        },
+        NextHop::ByOutputRoute { ifindex } => unsafe {
+            bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0)
+        },
+    };
+    verdict::redirected(result, Reason::Encapsulated, network.counter_slot)
+}
+
+fn next_hop(ctx: &TcContext, src: u32, dst: u32, ifindex: u32) -> Result<NextHop, Reason> {
+    // SAFETY: zeroed is a valid bpf_fib_lookup; the helper reads and writes only it.
+    let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    fib.family = AF_INET;
+    fib.l4_protocol = IPPROTO_UDP;
+    fib.ifindex = ifindex;
+    fib.__bindgen_anon_3.ipv4_src = src;
+    fib.__bindgen_anon_4.ipv4_dst = dst;
+    // SAFETY: as above.
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.skb.skb as *mut _,
+            &mut fib,
+            core::mem::size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    };
+    match rc as u32 {
+        BPF_FIB_LKUP_RET_SUCCESS => {
+            Ok(NextHop::Resolved { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac })
+        }
+        // SAFETY: after a lookup the kernel has put the next hop in ipv4_dst.
+        BPF_FIB_LKUP_RET_NO_NEIGH => Ok(NextHop::Unresolved {
+            ifindex: fib.ifindex,
+            gateway: unsafe { fib.__bindgen_anon_4.ipv4_dst },
+        }),
+        BPF_FIB_LKUP_RET_FWD_DISABLED => Ok(NextHop::ByOutputRoute { ifindex }),
+        _ => Err(Reason::NoRouteToVtep),
+    }
+}
+
+/// The outer source port: a hash of the inner flow, so one flow keeps one underlay path.
+#[inline(always)]
+fn flow_source_port(ctx: &TcContext) -> u32 {
+    // SAFETY: plain helper call on this program's skb.
+    let hash = unsafe { bpf_get_hash_recalc(ctx.skb.skb) };
+    SPORT_MIN + (((u64::from(hash)) * u64::from(SPORT_MAX - SPORT_MIN + 1)) >> 32) as u32
+}

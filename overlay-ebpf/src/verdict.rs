@@ -1,0 +1,52 @@
+//! The result of a packet path, and the one wrapper that turns it into a TC action.
+
+use aya_ebpf::bindings::{TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT};
+use overlay_common::{Direction, Reason};
+
+use crate::counters;
+
+/// Where a packet went when it was not dropped.
+pub struct Forward {
+    pub reason: Reason,
+    pub action: i32,
+    /// The network's counter slot, or [`NO_NETWORK`].
+    pub net_slot: u32,
+}
+
+pub const NO_NETWORK: u32 = u32::MAX;
+
+/// `Err` is the drop reason.
+pub type Verdict = Result<Forward, Reason>;
+
+/// Traffic that is not ours: the host stack gets it unchanged.
+#[inline(always)]
+pub fn pass() -> Verdict {
+    Ok(Forward { reason: Reason::PassedToHost, action: TC_ACT_OK as i32, net_slot: NO_NETWORK })
+}
+
+/// Checks a redirect helper's return value: TC_ACT_REDIRECT on success.
+#[inline(always)]
+pub fn redirected(helper_result: i64, reason: Reason, net_slot: u32) -> Verdict {
+    if helper_result == TC_ACT_REDIRECT as i64 {
+        Ok(Forward { reason, action: TC_ACT_REDIRECT as i32, net_slot })
+    } else {
+        Err(Reason::RedirectFailed)
+    }
+}
+
+#[inline(always)]
+pub fn finish(direction: Direction, bytes: u32, verdict: Verdict) -> i32 {
+    match verdict {
+        Ok(forward) => {
+            counters::count(forward.reason, direction, bytes);
+            if forward.net_slot != NO_NETWORK {
+                counters::count_network(forward.net_slot, direction, bytes);
+            }
+            forward.action
+        }
+        Err(reason) => {
+            counters::count(reason, direction, bytes);
+            TC_ACT_SHOT as i32
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The eBPF datapath on one host: loading, attaching, pinning, and the typed tables
+//! that the control plane fills.
+//!
+//! Everything that must outlive the agent is pinned under the datapath's pin
+//! directory, on a bpffs mounted outside /sys (`ip netns exec` remounts /sys, so
+//! /sys/fs/bpf is not visible inside a host namespace):
+//!
+//! ```text
+//! PIN_DIR/maps/OVL_*            the maps (adopted by name when the agent restarts)
+//! PIN_DIR/links/underlay        TCX ingress link on the underlay interface
+//! PIN_DIR/links/if-IFNAME       TCX ingress link on a container's host-side veth
+//! ```
+
+mod attach;
+mod bpffs;
+mod counters;
+mod error;
+mod tables;
+
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
+use overlay_common::{HostConfig, ipv4_key, map_names, program_names};
+
+pub use bpffs::{DEFAULT_BPFFS, ensure_bpffs};
+pub use counters::{CounterSnapshot, NetworkCounters, read_pinned_counters};
+pub use error::DatapathError;
+pub use tables::{LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec};
+
+/// The object file built from overlay-ebpf by this crate's build script.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/overlay-ebpf.o"));
+
+/// What the datapath needs to know about its host.
+#[derive(Clone, Debug)]
+pub struct DatapathConfig {
+    /// Directory on a bpffs for this host's maps and links; see the module docs.
+    pub pin_dir: PathBuf,
+    /// The address VXLAN is sent from and received on.
+    pub vtep_ip: Ipv4Addr,
+    /// The interface that carries VXLAN (where the underlay program is attached).
+    pub underlay_interface: String,
+}
+
+/// A loaded datapath. Dropping it leaves the pinned programs running; [`Datapath::unpin_all`]
+/// removes them.
+pub struct Datapath {
+    ebpf: Ebpf,
+    config: DatapathConfig,
+}
+
+impl Datapath {
+    /// Loads both TC programs, adopting maps already pinned under `pin_dir/maps`, and
+    /// writes the host configuration. Like `ip link show DEV`, the underlay interface
+    /// is looked up in the calling thread's network namespace: call it from the host's
+    /// namespace (see [`crate::netns::run_in`]).
+    pub fn load(config: DatapathConfig) -> Result<Self, DatapathError> {
+        if config.vtep_ip.is_unspecified() {
+            return Err(DatapathError::InvalidConfig("the VTEP address must not be 0.0.0.0".into()));
+        }
+        let underlay_ifindex = attach::ifindex(&config.underlay_interface)?;
+        let maps_dir = config.pin_dir.join("maps");
+        let links_dir = config.pin_dir.join("links");
+        for dir in [&maps_dir, &links_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| DatapathError::PinDir { path: dir.clone(), source })?;
+        }
+        bpffs::check_is_bpffs(&config.pin_dir)?;
+
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&maps_dir)
+            .load(OBJECT)
+            .map_err(|source| DatapathError::Load { pin_dir: config.pin_dir.clone(), source })?;
+        for name in map_names::ALL {
+            if ebpf.map(name).is_none() {
+                return Err(DatapathError::MissingMap(name));
+            }
+        }
+        for name in [program_names::FROM_CONTAINER, program_names::FROM_UNDERLAY] {
+            let program: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or(DatapathError::MissingProgram(name))?
+                .try_into()
+                .map_err(|source| DatapathError::Program { name, source })?;
+            program.load().map_err(|source| DatapathError::Program { name, source })?;
+        }
+        let mut datapath = Datapath { ebpf, config };
+        datapath.set_host_config(HostConfig {
+            vtep_ip: ipv4_key(datapath.config.vtep_ip.octets()),
+            underlay_ifindex,
+        })?;
+        Ok(datapath)
+    }
+
+    pub fn config(&self) -> &DatapathConfig {
+        &self.config
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.config.pin_dir
+    }
+
+    /// Removes every pin of this datapath: its programs detach and its maps are freed
+    /// once no process holds them. Like `rm -r PIN_DIR` on the bpffs.
+    pub fn unpin_all(self) -> Result<(), DatapathError> {
+        let pin_dir = self.config.pin_dir.clone();
+        drop(self);
+        remove_pins(&pin_dir)
+    }
+}
+
+/// Removes a datapath's pins without loading it (cleanup after a crash or for uninstall).
+pub fn remove_pins(pin_dir: &Path) -> Result<(), DatapathError> {
+    match std::fs::remove_dir_all(pin_dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(DatapathError::PinDir { path: pin_dir.to_owned(), source }),
+    }
+}

@@ -1,0 +1,226 @@
+//! Typed writes to the forwarding tables. Each call is one or two map updates; the
+//! eBPF side sees each entry appear or disappear atomically.
+
+use std::net::Ipv4Addr;
+
+use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues};
+use overlay_common::{
+    Counter, Direction, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NetworkInfo,
+    RemoteEndpoint, capacity, ipv4_key, map_names,
+};
+
+use super::{Datapath, DatapathError, attach};
+
+/// An overlay network present on this host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetworkSpec {
+    pub vni: u32,
+    /// ARP for this address is answered with `gateway_mac`.
+    pub gateway: Ipv4Addr,
+    pub gateway_mac: [u8; 6],
+}
+
+/// A container on this host, reached through the host side of its veth.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalEndpointSpec {
+    pub vni: u32,
+    pub ip: Ipv4Addr,
+    /// The MAC of the container's interface.
+    pub mac: [u8; 6],
+    /// The host side of the container's veth, in this host's namespace.
+    pub host_interface: String,
+}
+
+/// A container on another host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteEndpointSpec {
+    pub vni: u32,
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+    /// The VTEP of the host it lives on.
+    pub vtep: Ipv4Addr,
+}
+
+fn map_err(map: &'static str) -> impl Fn(MapError) -> DatapathError {
+    move |source| match source {
+        // E2BIG from the kernel means the hash map has no room left.
+        MapError::SyscallError(ref e) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
+            DatapathError::MapFull { map, capacity: capacity_of(map) }
+        }
+        source => DatapathError::Map { map, source },
+    }
+}
+
+fn capacity_of(map: &str) -> u32 {
+    match map {
+        map_names::NETWORKS => capacity::NETWORKS,
+        map_names::INTERFACES => capacity::INTERFACES,
+        map_names::LOCAL_ENDPOINTS => capacity::LOCAL_ENDPOINTS,
+        map_names::REMOTE_ENDPOINTS => capacity::REMOTE_ENDPOINTS,
+        map_names::MEMBERS => capacity::MEMBERS,
+        _ => 0,
+    }
+}
+
+/// `remove` that treats an absent key as already removed.
+fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
+    match result {
+        Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(ref e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+impl Datapath {
+    fn hash_map<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<HashMap<&mut MapData, K, V>, DatapathError> {
+        let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+        HashMap::try_from(map).map_err(map_err(name))
+    }
+
+    pub(super) fn set_host_config(&mut self, config: HostConfig) -> Result<(), DatapathError> {
+        let name = map_names::CONFIG;
+        let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+        let mut array: Array<&mut MapData, HostConfig> = Array::try_from(map).map_err(map_err(name))?;
+        array.set(0, config, 0).map_err(map_err(name))
+    }
+
+    /// Adds (or updates) a network. Its counters start from zero when it is new.
+    pub fn add_network(&mut self, spec: NetworkSpec) -> Result<(), DatapathError> {
+        let existing = self.networks()?;
+        let slot = match existing.iter().find(|(vni, _)| *vni == spec.vni) {
+            Some((_, info)) => info.counter_slot,
+            None => {
+                let slot = (0..capacity::NET_COUNTERS)
+                    .find(|slot| existing.iter().all(|(_, info)| info.counter_slot != *slot))
+                    .ok_or(DatapathError::NoCounterSlot(capacity::NET_COUNTERS))?;
+                self.reset_network_counters(slot)?;
+                slot
+            }
+        };
+        let info = NetworkInfo {
+            gateway: ipv4_key(spec.gateway.octets()),
+            gateway_mac: spec.gateway_mac,
+            _pad: [0; 2],
+            counter_slot: slot,
+        };
+        self.hash_map::<u32, NetworkInfo>(map_names::NETWORKS)?
+            .insert(spec.vni, info, 0)
+            .map_err(map_err(map_names::NETWORKS))
+    }
+
+    /// Removes a network. Packets for its VNI are then dropped as unknown.
+    pub fn remove_network(&mut self, vni: u32) -> Result<(), DatapathError> {
+        let mut map = self.hash_map::<u32, NetworkInfo>(map_names::NETWORKS)?;
+        ignore_missing(map.remove(&vni)).map_err(map_err(map_names::NETWORKS))
+    }
+
+    /// The networks present, with their counter slots.
+    pub fn networks(&mut self) -> Result<Vec<(u32, NetworkInfo)>, DatapathError> {
+        let map = self.hash_map::<u32, NetworkInfo>(map_names::NETWORKS)?;
+        map.iter().collect::<Result<_, _>>().map_err(map_err(map_names::NETWORKS))
+    }
+
+    fn reset_network_counters(&mut self, slot: u32) -> Result<(), DatapathError> {
+        let name = map_names::NET_COUNTERS;
+        let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+        let mut array: PerCpuArray<&mut MapData, Counter> =
+            PerCpuArray::try_from(map).map_err(map_err(name))?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Map {
+            map: name,
+            source: MapError::SyscallError(aya::sys::SyscallError { call: "nr_cpus", io_error: e }),
+        })?;
+        for direction in Direction::ALL {
+            let zeros = PerCpuValues::try_from(vec![Counter::default(); cpus]).map_err(|e| {
+                DatapathError::Map {
+                    map: name,
+                    source: MapError::SyscallError(aya::sys::SyscallError { call: "nr_cpus", io_error: e }),
+                }
+            })?;
+            array.set(slot * Direction::COUNT + direction as u32, zeros, 0).map_err(map_err(name))?;
+        }
+        Ok(())
+    }
+
+    /// Attaches the datapath to a container's host-side veth and makes the container
+    /// reachable: from its own veth (as its interface) and as a local endpoint.
+    pub fn add_local_endpoint(&mut self, spec: &LocalEndpointSpec) -> Result<(), DatapathError> {
+        let ifindex = attach::ifindex(&spec.host_interface)?;
+        let ip = ipv4_key(spec.ip.octets());
+        self.hash_map::<u32, Interface>(map_names::INTERFACES)?
+            .insert(ifindex, Interface { vni: spec.vni, ip, mac: spec.mac, _pad: [0; 2] }, 0)
+            .map_err(map_err(map_names::INTERFACES))?;
+        self.hash_map::<EndpointKey, LocalEndpoint>(map_names::LOCAL_ENDPOINTS)?
+            .insert(
+                EndpointKey { vni: spec.vni, ip },
+                LocalEndpoint { ifindex, mac: spec.mac, _pad: [0; 2] },
+                0,
+            )
+            .map_err(map_err(map_names::LOCAL_ENDPOINTS))?;
+        self.attach_container_interface(&spec.host_interface)
+    }
+
+    /// Removes a local container: its address stops resolving at once and its veth's
+    /// program is detached (if the veth still exists).
+    pub fn remove_local_endpoint(&mut self, spec: &LocalEndpointSpec) -> Result<(), DatapathError> {
+        let ip = ipv4_key(spec.ip.octets());
+        let mut locals = self.hash_map::<EndpointKey, LocalEndpoint>(map_names::LOCAL_ENDPOINTS)?;
+        let key = EndpointKey { vni: spec.vni, ip };
+        let ifindex = locals.get(&key, 0).ok().map(|e| e.ifindex);
+        ignore_missing(locals.remove(&key)).map_err(map_err(map_names::LOCAL_ENDPOINTS))?;
+        if let Some(ifindex) = ifindex {
+            let mut interfaces = self.hash_map::<u32, Interface>(map_names::INTERFACES)?;
+            ignore_missing(interfaces.remove(&ifindex)).map_err(map_err(map_names::INTERFACES))?;
+        }
+        self.detach_container_interface(&spec.host_interface)
+    }
+
+    /// Adds (or moves) a container on another host.
+    pub fn add_remote_endpoint(&mut self, spec: RemoteEndpointSpec) -> Result<(), DatapathError> {
+        let key = EndpointKey { vni: spec.vni, ip: ipv4_key(spec.ip.octets()) };
+        let value =
+            RemoteEndpoint { vtep: ipv4_key(spec.vtep.octets()), mac: spec.mac, _pad: [0; 2] };
+        self.hash_map::<EndpointKey, RemoteEndpoint>(map_names::REMOTE_ENDPOINTS)?
+            .insert(key, value, 0)
+            .map_err(map_err(map_names::REMOTE_ENDPOINTS))
+    }
+
+    pub fn remove_remote_endpoint(&mut self, vni: u32, ip: Ipv4Addr) -> Result<(), DatapathError> {
+        let key = EndpointKey { vni, ip: ipv4_key(ip.octets()) };
+        let mut map = self.hash_map::<EndpointKey, RemoteEndpoint>(map_names::REMOTE_ENDPOINTS)?;
+        ignore_missing(map.remove(&key)).map_err(map_err(map_names::REMOTE_ENDPOINTS))
+    }
+
+    /// Remote endpoints currently programmed, as (vni, ip, vtep, mac).
+    pub fn remote_endpoints(&mut self) -> Result<Vec<RemoteEndpointSpec>, DatapathError> {
+        let map = self.hash_map::<EndpointKey, RemoteEndpoint>(map_names::REMOTE_ENDPOINTS)?;
+        map.iter()
+            .map(|entry| {
+                entry.map(|(key, value)| RemoteEndpointSpec {
+                    vni: key.vni,
+                    ip: Ipv4Addr::from(overlay_common::ipv4_octets(key.ip)),
+                    mac: value.mac,
+                    vtep: Ipv4Addr::from(overlay_common::ipv4_octets(value.vtep)),
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(map_err(map_names::REMOTE_ENDPOINTS))
+    }
+
+    /// Allows VXLAN from this host address.
+    pub fn add_member(&mut self, vtep: Ipv4Addr) -> Result<(), DatapathError> {
+        self.hash_map::<u32, Member>(map_names::MEMBERS)?
+            .insert(ipv4_key(vtep.octets()), Member::default(), 0)
+            .map_err(map_err(map_names::MEMBERS))
+    }
+
+    /// Stops accepting VXLAN from this host address.
+    pub fn remove_member(&mut self, vtep: Ipv4Addr) -> Result<(), DatapathError> {
+        let mut map = self.hash_map::<u32, Member>(map_names::MEMBERS)?;
+        ignore_missing(map.remove(&ipv4_key(vtep.octets()))).map_err(map_err(map_names::MEMBERS))
+    }
+}

@@ -1,0 +1,16 @@
+//! Simulated hosts for integration tests, the demo and the benchmark.
+//!
+//! A [`lab::Lab`] is a set of network namespaces made by this process: one underlay
+//! namespace holding a bridge per L3 subnet, a router namespace when there is more than
+//! one subnet, one namespace per host with `eth0` on the underlay, and one namespace per
+//! container with `eth0` on a veth to its host. Nothing is connected to the root
+//! namespace or the machine's interfaces. Everything is deleted when the lab is dropped,
+//! whether the test passed, failed or panicked.
+
+pub mod cmd;
+pub mod datapath;
+pub mod kernel_vxlan;
+pub mod lab;
+pub mod traffic;
+
+pub use lab::{Container, ContainerSpec, Host, Lab};

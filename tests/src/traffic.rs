@@ -1,0 +1,116 @@
+//! Traffic between namespaces: ping and iperf3, bounded in count and time.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, bail};
+
+use crate::{cmd, lab::Lab};
+
+/// Result of `ping -c N`.
+#[derive(Clone, Copy, Debug)]
+pub struct PingResult {
+    pub transmitted: u32,
+    pub received: u32,
+    /// Average round-trip time in milliseconds (None when nothing came back).
+    pub avg_rtt_ms: Option<f64>,
+}
+
+/// `ping -c count -i interval -W 1 dst` from `ns`; never fails on loss, only on errors.
+pub fn ping(ns: &str, dst: Ipv4Addr, count: u32, interval: &str) -> anyhow::Result<PingResult> {
+    let count_s = count.to_string();
+    let dst_s = dst.to_string();
+    let deadline = (count / 5 + 5).to_string();
+    let out = cmd::output_in(ns, &["ping", "-n", "-q", "-c", &count_s, "-i", interval, "-W", "1", "-w", &deadline, &dst_s])?;
+    parse_ping(&String::from_utf8_lossy(&out.stdout))
+        .with_context(|| format!("ping output: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn parse_ping(out: &str) -> anyhow::Result<PingResult> {
+    let stats = out.lines().find(|l| l.contains("packets transmitted")).context("no ping summary")?;
+    let numbers: Vec<u32> = stats
+        .split(',')
+        .filter_map(|part| part.split_whitespace().next()?.parse().ok())
+        .collect();
+    let (transmitted, received) = match numbers.as_slice() {
+        [t, r, ..] => (*t, *r),
+        _ => bail!("unexpected ping summary {stats:?}"),
+    };
+    let avg_rtt_ms = out
+        .lines()
+        .find(|l| l.starts_with("rtt") || l.starts_with("round-trip"))
+        .and_then(|l| l.split('=').nth(1))
+        .and_then(|v| v.trim().split('/').nth(1))
+        .and_then(|v| v.parse().ok());
+    Ok(PingResult { transmitted, received, avg_rtt_ms })
+}
+
+/// Pings and fails unless every reply came back.
+pub fn ping_ok(ns: &str, dst: Ipv4Addr, count: u32) -> anyhow::Result<PingResult> {
+    let result = ping(ns, dst, count, "0.2")?;
+    if result.received != count {
+        bail!("ping {dst} from {ns}: {}/{} replies", result.received, result.transmitted);
+    }
+    Ok(result)
+}
+
+/// Runs an iperf3 client from `client_ns` against a one-shot server started in
+/// `server_ns`, and returns iperf3's JSON report. `extra` are client options.
+pub fn iperf3(
+    lab: &Lab,
+    server_ns: &str,
+    server_ip: Ipv4Addr,
+    client_ns: &str,
+    port: u16,
+    extra: &[&str],
+) -> anyhow::Result<serde_json::Value> {
+    let port_s = port.to_string();
+    lab.spawn(server_ns, &["iperf3", "-s", "-1", "-p", &port_s])?;
+    let ip = server_ip.to_string();
+    let mut args = vec!["timeout", "60", "iperf3", "-c", &ip, "-p", &port_s, "-J"];
+    args.extend_from_slice(extra);
+    // The server needs a moment to listen; retry the connection a few times.
+    let mut last_error = None;
+    for _ in 0..20 {
+        let out = cmd::output_in(client_ns, &args)?;
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        match report.get("error").and_then(|e| e.as_str()) {
+            Some(e) if e.contains("connect") => {
+                last_error = Some(e.to_owned());
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Some(e) => bail!("iperf3 {} -> {ip}: {e}", client_ns),
+            None if out.status.success() => return Ok(report),
+            None => bail!("iperf3 failed: {}", String::from_utf8_lossy(&out.stderr)),
+        }
+    }
+    bail!("iperf3 could not connect to {ip}:{port}: {}", last_error.unwrap_or_default())
+}
+
+/// Received TCP throughput in bits per second from an iperf3 TCP report.
+pub fn tcp_bits_per_second(report: &serde_json::Value) -> anyhow::Result<f64> {
+    report["end"]["sum_received"]["bits_per_second"].as_f64().context("no sum_received in iperf3 report")
+}
+
+/// Packets per second that arrived, from an iperf3 UDP report.
+pub fn udp_packets_per_second(report: &serde_json::Value) -> anyhow::Result<f64> {
+    let sum = &report["end"]["sum"];
+    let packets = sum["packets"].as_f64().context("no packets in iperf3 UDP report")?;
+    let lost = sum["lost_packets"].as_f64().unwrap_or(0.0);
+    let seconds = sum["seconds"].as_f64().filter(|s| *s > 0.0).context("no duration in report")?;
+    Ok((packets - lost) / seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ping_summary() {
+        let out = "--- 10.0.9.3 ping statistics ---\n3 packets transmitted, 2 received, 33.3333% packet loss, time 2003ms\nrtt min/avg/max/mdev = 0.051/0.062/0.080/0.012 ms\n";
+        let r = parse_ping(out).unwrap();
+        assert_eq!((r.transmitted, r.received), (3, 2));
+        assert_eq!(r.avg_rtt_ms, Some(0.062));
+        let lost = "3 packets transmitted, 0 received, 100% packet loss, time 2003ms\n";
+        assert_eq!(parse_ping(lost).unwrap().avg_rtt_ms, None);
+    }
+}
