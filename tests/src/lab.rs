@@ -132,6 +132,11 @@ impl Lab {
         cmd::run(&["ip", "netns", "add", name])?;
         self.namespaces.lock().unwrap().push(name.to_owned());
         cmd::ip(name, &["link", "set", "lo", "up"])?;
+        // The overlay and the underlay are IPv4: IPv6 neighbour discovery and MLD from
+        // every new interface would only add noise to the packet counts tests check.
+        for key in ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"] {
+            cmd::run_in(name, &["sysctl", "-qw", key])?;
+        }
         Ok(())
     }
 
@@ -192,7 +197,7 @@ impl Lab {
 
     /// Makes a container namespace on `host` with `eth0` (address, MAC, MTU, optional
     /// default route) and the host side of its veth named `c-NAME`, up, without an
-    /// address. IPv6 is off in the container: the overlay carries IPv4.
+    /// address. IPv6 is off in every lab namespace.
     pub fn add_container(&mut self, host: &str, spec: &ContainerSpec) -> anyhow::Result<Container> {
         let host = self.host(host).clone();
         let ns = format!("{}-c-{}", self.prefix, spec.name);
@@ -201,8 +206,6 @@ impl Lab {
             bail!("container name {:?} is too long for an interface name", spec.name);
         }
         self.add_ns(&ns)?;
-        cmd::run_in(&ns, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
-        cmd::run_in(&ns, &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"])?;
         cmd::ip(&host.ns, &["link", "add", &host_interface, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
         let mac = spec.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
         let mtu = spec.mtu.to_string();

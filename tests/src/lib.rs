@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod datapath;
 pub mod kernel_vxlan;
 pub mod lab;
+pub mod packets;
 pub mod traffic;
 
 pub use lab::{Container, ContainerSpec, Host, Lab};
