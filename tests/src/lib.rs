@@ -7,9 +7,12 @@
 //! namespace or the machine's interfaces. Everything is deleted when the lab is dropped,
 //! whether the test passed, failed or panicked.
 
+pub mod bench;
 pub mod bin;
+pub mod cluster;
 pub mod cmd;
 pub mod datapath;
+pub mod etcd;
 pub mod kernel_vxlan;
 pub mod lab;
 pub mod packets;

@@ -1,0 +1,297 @@
+//! Measurements for `cargo xtask bench`: the same simulated hosts carry traffic over the
+//! raw underlay, the kernel's VXLAN+bridge path and this datapath, round after round,
+//! so drift on a busy machine hits all three alike.
+
+use std::{fmt::Write as _, net::Ipv4Addr, path::Path};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::{
+    ContainerSpec, Lab,
+    datapath::HostDatapath,
+    kernel_vxlan::KernelVxlan,
+    traffic,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Path3 {
+    Underlay,
+    KernelVxlan,
+    Ebpf,
+}
+
+impl Path3 {
+    pub const ALL: [Path3; 3] = [Path3::Underlay, Path3::KernelVxlan, Path3::Ebpf];
+    pub fn label(self) -> &'static str {
+        match self {
+            Path3::Underlay => "raw underlay",
+            Path3::KernelVxlan => "kernel VXLAN+bridge",
+            Path3::Ebpf => "eBPF overlay (this)",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    TcpThroughput,
+    SmallPacketRate,
+    RoundTrip,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 3] = [Metric::TcpThroughput, Metric::SmallPacketRate, Metric::RoundTrip];
+    pub fn unit(self) -> &'static str {
+        match self {
+            Metric::TcpThroughput => "Gbit/s",
+            Metric::SmallPacketRate => "kpps",
+            Metric::RoundTrip => "us",
+        }
+    }
+    /// Whether a larger figure is better.
+    pub fn higher_is_better(self) -> bool {
+        !matches!(self, Metric::RoundTrip)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Record {
+    pub path: Path3,
+    pub metric: Metric,
+    pub unit: &'static str,
+    pub median: f64,
+    pub runs: Vec<f64>,
+    /// median / underlay median for the same metric.
+    pub ratio_to_underlay: f64,
+}
+
+pub struct Options {
+    pub runs: usize,
+    pub tcp_seconds: u32,
+    pub udp_seconds: u32,
+    pub pings: u32,
+}
+
+/// The two ends of one path: client side and server side namespaces and the server's address.
+struct Ends {
+    client_ns: String,
+    server_ns: String,
+    server_ip: Ipv4Addr,
+}
+
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 }
+}
+
+pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
+    let mut lab = Lab::builder("bench")
+        .host("h1", "192.168.1.141/24")
+        .host("h2", "192.168.1.142/24")
+        .build()?;
+    let (h1, h2) = (lab.host("h1").clone(), lab.host("h2").clone());
+
+    // Kernel path: what Docker's overlay driver builds.
+    const KERNEL_VNI: u32 = 10;
+    let k1 = lab.add_container("h1", &ContainerSpec::new("k1", Ipv4Addr::new(10, 0, 8, 2)))?;
+    let k2 = lab.add_container("h2", &ContainerSpec::new("k2", Ipv4Addr::new(10, 0, 8, 3)))?;
+    for (host, local, remote, remote_host) in [(&h1, &k1, &k2, &h2), (&h2, &k2, &k1, &h1)] {
+        let kernel = KernelVxlan::create(host, KERNEL_VNI, host.ip)?;
+        kernel.attach(local)?;
+        kernel.add_remote(remote, remote_host.ip)?;
+    }
+
+    // This datapath.
+    const VNI: u32 = 20;
+    let e1 = lab.add_container("h1", &ContainerSpec::new("e1", Ipv4Addr::new(10, 0, 9, 2)))?;
+    let e2 = lab.add_container("h2", &ContainerSpec::new("e2", Ipv4Addr::new(10, 0, 9, 3)))?;
+    let mut dps = vec![HostDatapath::start(&h1)?, HostDatapath::start(&h2)?];
+    crate::datapath::full_mesh(&mut dps, VNI, Ipv4Addr::new(10, 0, 9, 1), &[(0, &e1), (1, &e2)])?;
+
+    let ends = |path: Path3| match path {
+        Path3::Underlay => Ends { client_ns: h1.ns.clone(), server_ns: h2.ns.clone(), server_ip: h2.ip },
+        Path3::KernelVxlan => Ends { client_ns: k1.ns.clone(), server_ns: k2.ns.clone(), server_ip: k2.ip },
+        Path3::Ebpf => Ends { client_ns: e1.ns.clone(), server_ns: e2.ns.clone(), server_ip: e2.ip },
+    };
+
+    let mut samples: Vec<(Path3, Metric, Vec<f64>)> = Vec::new();
+    for path in Path3::ALL {
+        for metric in Metric::ALL {
+            samples.push((path, metric, Vec::new()));
+        }
+    }
+    let mut port = 5300u16;
+    for round in 0..options.runs {
+        for path in Path3::ALL {
+            // The underlay program is attached only while this datapath is measured: the
+            // kernel path's VXLAN would otherwise be ours to judge, and the raw underlay
+            // is measured with no program in its way.
+            set_underlay_program(&mut dps, path == Path3::Ebpf)?;
+            let e = ends(path);
+            // Warm neighbour caches so the first run does not pay for ARP.
+            traffic::ping(&e.client_ns, e.server_ip, 1, "0.2")?;
+            for metric in Metric::ALL {
+                port += 1;
+                let value = measure(&lab, &e, metric, options, port)
+                    .with_context(|| format!("{} {metric:?} round {round}", path.label()))?;
+                eprintln!("  round {round} {:<22} {metric:?}: {value:.2} {}", path.label(), metric.unit());
+                samples
+                    .iter_mut()
+                    .find(|(p, m, _)| *p == path && *m == metric)
+                    .expect("every pair has a slot")
+                    .2
+                    .push(value);
+            }
+            lab.stop_children();
+        }
+    }
+    set_underlay_program(&mut dps, true)?;
+
+    let underlay_medians: Vec<(Metric, f64)> = samples
+        .iter()
+        .filter(|(p, _, _)| *p == Path3::Underlay)
+        .map(|(_, m, v)| (*m, median(v)))
+        .collect();
+    let underlay_median =
+        |metric: Metric| underlay_medians.iter().find(|(m, _)| *m == metric).map(|(_, v)| *v);
+    Ok(samples
+        .into_iter()
+        .map(|(path, metric, runs)| {
+            let med = median(&runs);
+            Record {
+                path,
+                metric,
+                unit: metric.unit(),
+                median: med,
+                ratio_to_underlay: med / underlay_median(metric).unwrap_or(f64::NAN),
+                runs,
+            }
+        })
+        .collect())
+}
+
+fn set_underlay_program(dps: &mut [HostDatapath], attached: bool) -> anyhow::Result<()> {
+    for dp in dps {
+        let datapath = &mut dp.datapath;
+        overlay::netns::run_in(&dp.ns, move || {
+            if attached { datapath.attach_underlay() } else { datapath.detach_underlay() }
+        })??;
+    }
+    Ok(())
+}
+
+fn measure(lab: &Lab, e: &Ends, metric: Metric, o: &Options, port: u16) -> anyhow::Result<f64> {
+    match metric {
+        Metric::TcpThroughput => {
+            let t = o.tcp_seconds.to_string();
+            let report = traffic::iperf3(lab, &e.server_ns, e.server_ip, &e.client_ns, port, &["-t", &t, "-O", "1"])?;
+            Ok(traffic::tcp_bits_per_second(&report)? / 1e9)
+        }
+        Metric::SmallPacketRate => {
+            let t = o.udp_seconds.to_string();
+            let report = traffic::iperf3(
+                lab,
+                &e.server_ns,
+                e.server_ip,
+                &e.client_ns,
+                port,
+                &["-u", "-l", "64", "-b", "0", "-t", &t],
+            )?;
+            Ok(traffic::udp_packets_per_second(&report)? / 1e3)
+        }
+        Metric::RoundTrip => {
+            let result = traffic::ping(&e.client_ns, e.server_ip, o.pings, "0.01")?;
+            let rtt = result.avg_rtt_ms.context("no ping reply")?;
+            Ok(rtt * 1000.0)
+        }
+    }
+}
+
+/// The figures as a text table with ratios, as printed by the benchmark.
+pub fn table(records: &[Record]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<22} {:<18} {:>12} {:>10}  runs", "path", "metric", "median", "vs underlay");
+    for r in records {
+        let runs: Vec<String> = r.runs.iter().map(|v| format!("{v:.2}")).collect();
+        let _ = writeln!(
+            out,
+            "{:<22} {:<18} {:>8.2} {:<4} {:>9.3}  [{}]",
+            r.path.label(),
+            format!("{:?}", r.metric),
+            r.median,
+            r.unit,
+            r.ratio_to_underlay,
+            runs.join(", ")
+        );
+    }
+    out
+}
+
+/// A grouped bar chart of the ratios to the underlay, as SVG.
+pub fn svg_chart(records: &[Record], title: &str) -> String {
+    let (width, height) = (760.0, 360.0);
+    let (left, bottom, top) = (60.0, 300.0, 50.0);
+    let max_ratio = records.iter().map(|r| r.ratio_to_underlay).filter(|r| r.is_finite()).fold(1.2_f64, f64::max);
+    let scale = (bottom - top) / max_ratio;
+    let colors = ["#7f7f7f", "#d62728", "#1f77b4"];
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{title}</text>\n",
+        width / 2.0
+    );
+    let y1 = bottom - scale;
+    let _ = writeln!(svg, "<line x1=\"{left}\" x2=\"{}\" y1=\"{y1}\" y2=\"{y1}\" stroke=\"#999\" stroke-dasharray=\"4 3\"/><text x=\"{}\" y=\"{}\" text-anchor=\"end\">1.0</text>", width - 20.0, left - 6.0, y1 + 4.0);
+    let _ = writeln!(svg, "<line x1=\"{left}\" x2=\"{}\" y1=\"{bottom}\" y2=\"{bottom}\" stroke=\"black\"/>", width - 20.0);
+    let group_width = (width - left - 20.0) / Metric::ALL.len() as f64;
+    for (g, metric) in Metric::ALL.iter().enumerate() {
+        let gx = left + g as f64 * group_width;
+        let better = if metric.higher_is_better() { "higher is better" } else { "lower is better" };
+        let _ = writeln!(svg, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{metric:?} ({better})</text>", gx + group_width / 2.0, bottom + 20.0);
+        for (i, path) in Path3::ALL.iter().enumerate() {
+            let Some(r) = records.iter().find(|r| r.path == *path && r.metric == *metric) else { continue };
+            let ratio = if r.ratio_to_underlay.is_finite() { r.ratio_to_underlay } else { 0.0 };
+            let bar_w = group_width / 4.0;
+            let x = gx + bar_w * (i as f64 + 0.5);
+            let h = ratio * scale;
+            let _ = writeln!(svg, "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{}\"/>", bottom - h, bar_w * 0.9, colors[i]);
+            let _ = writeln!(svg, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">{ratio:.2}</text>", x + bar_w * 0.45, bottom - h - 4.0);
+        }
+    }
+    for (i, path) in Path3::ALL.iter().enumerate() {
+        let x = left + i as f64 * 200.0;
+        let _ = writeln!(svg, "<rect x=\"{x}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>", height - 30.0, colors[i], x + 16.0, height - 20.0, path.label());
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+pub fn write_outputs(records: &[Record], json: &Path, chart: &Path, title: &str) -> anyhow::Result<()> {
+    for path in [json, chart] {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    std::fs::write(json, serde_json::to_string_pretty(records)?)?;
+    std::fs::write(chart, svg_chart(records, title))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+}
