@@ -9,10 +9,8 @@
 
 pub mod bench;
 pub mod bin;
-pub mod cluster;
 pub mod cmd;
 pub mod datapath;
-pub mod etcd;
 pub mod kernel_vxlan;
 pub mod lab;
 pub mod packets;
