@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
             let mut args = vec!["test", "--workspace", "--"];
             args.extend(cargo_args.iter().map(String::as_str));
             let overlay = root.join("target/debug/overlay");
-            run::cargo_with_env(&root, &args, &[("OVERLAY_BIN", overlay.as_os_str())])
+            run::cargo_test(&root, &args, &[("OVERLAY_BIN", overlay.as_os_str())])
         }
         Task::Demo => {
             setup::all(&root)?;

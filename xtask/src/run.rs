@@ -38,6 +38,55 @@ pub fn cargo_with_env(root: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> any
     status(&mut command)
 }
 
+/// Runs `cargo test`, echoing its output, and ends with one line that adds up every
+/// test binary's result: `tests: N passed, M failed`.
+pub fn cargo_test(root: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader};
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args(args).current_dir(root).stdout(std::process::Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().context("starting cargo test")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some((p, f)) = parse_result(&line) {
+                passed += p;
+                failed += f;
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    Ok(())
+}
+
+/// `test result: ok. 3 passed; 0 failed; ...` → (3, 0).
+fn parse_result(line: &str) -> Option<(u64, u64)> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let count = |word: &str| {
+        rest.split(';').find_map(|part| part.trim().strip_suffix(word)?.trim().rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    Some((count(" passed")?, count(" failed")?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_cargo_test_results() {
+        let line = "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.2s";
+        assert_eq!(super::parse_result(line), Some((3, 2)));
+        assert_eq!(super::parse_result("running 3 tests"), None);
+    }
+}
+
 pub fn program_with_env(program: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> anyhow::Result<()> {
     let mut command = Command::new(program);
     command.args(args);
