@@ -1,5 +1,9 @@
 //! The overlay host daemon and CLI as a library: the binary `overlay` is a thin layer
 //! over these modules, and the integration tests drive them directly.
 
+pub mod agent;
+pub mod cluster;
 pub mod datapath;
 pub mod netns;
+pub mod shutdown;
+pub mod store;

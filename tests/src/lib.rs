@@ -9,8 +9,10 @@
 
 pub mod bench;
 pub mod bin;
+pub mod cluster;
 pub mod cmd;
 pub mod datapath;
+pub mod etcd;
 pub mod kernel_vxlan;
 pub mod lab;
 pub mod packets;

@@ -12,7 +12,8 @@ use crate::run;
 
 /// Debian packages: iproute2 (namespaces, veth, bridge, vxlan), etcd-server (the
 /// cluster store in tests), iperf3 and iputils-ping (traffic), bpftool and tcpdump
-/// (inspection), dnsutils (dig), protobuf-compiler (etcd-client's build needs protoc).
+/// (inspection), dnsutils (dig), protobuf-compiler (etcd-client's build needs protoc),
+/// openssl (the store TLS tests make their CA with it).
 const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "etcd-server",
@@ -22,6 +23,7 @@ const APT_PACKAGES: &[&str] = &[
     "tcpdump",
     "dnsutils",
     "protobuf-compiler",
+    "openssl",
 ];
 
 pub fn all(root: &Path) -> anyhow::Result<()> {

@@ -3,6 +3,11 @@
 
 use clap::{Parser, Subcommand};
 
+mod agent;
+mod common;
+mod info;
+mod list;
+mod manage;
 mod stats;
 
 /// eBPF-accelerated VXLAN overlay network for containers.
@@ -21,16 +26,30 @@ pub struct Cli {
 pub enum Command {
     /// Print this host's datapath counters (per reason and direction, per network).
     Stats(stats::StatsArgs),
+    /// Run the host daemon: join the cluster in the store and stay until stopped.
+    Agent(agent::AgentArgs),
+    /// Run a manager: keeps node health; several may run, one leads.
+    Manage(manage::ManageArgs),
+    /// Print the advertised address of each live node, one per line.
+    List(list::ListArgs),
+    /// Show the cluster: nodes with address, health, containers, CPUs, memory, labels.
+    Info(info::InfoArgs),
 }
 
 pub fn init_logging(level: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_new(level.unwrap_or("info"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // Colours only on a terminal: daemons' logs usually go to files or the journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Stats(args) => stats::run(args),
+        Command::Agent(args) => agent::run(args),
+        Command::Manage(args) => manage::run(args),
+        Command::List(args) => list::run(args),
+        Command::Info(args) => info::run(args),
     }
 }

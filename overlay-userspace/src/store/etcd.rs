@@ -1,0 +1,319 @@
+//! The etcd v3 backend, through the `etcd-client` crate (gRPC). The client reconnects
+//! by itself; every request here is bounded by the configured timeout.
+
+mod txn;
+
+use std::{future::Future, time::Duration};
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, Identity,
+    PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
+use tokio::sync::mpsc;
+
+use super::{
+    Entry, Expect, LeaseId, LeaseStatus, Listing, PutOutcome, Store, StoreConfig, StoreError, WatchEvent, WatchMessage,
+};
+
+/// A connection to an etcd v3 cluster, scoped to one cluster prefix.
+#[derive(Clone)]
+pub struct EtcdStore {
+    client: Client,
+    /// `/PREFIX/`: prepended to every key.
+    root: String,
+    endpoints: String,
+    timeout: Duration,
+}
+
+impl EtcdStore {
+    /// Builds the client. No request is sent unless credentials are given (then the
+    /// client authenticates at once).
+    pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
+        let mut options = ConnectOptions::new()
+            .with_timeout(config.request_timeout)
+            .with_connect_timeout(config.request_timeout)
+            .with_keep_alive(Duration::from_secs(5), config.request_timeout);
+        let scheme = if let Some(tls) = &config.tls {
+            let mut tls_options = TlsOptions::new();
+            if let Some(ca) = &tls.ca_pem {
+                tls_options = tls_options.ca_certificate(Certificate::from_pem(ca));
+            }
+            if let Some((cert, key)) = &tls.identity {
+                tls_options = tls_options.identity(Identity::from_pem(cert, key));
+            }
+            options = options.with_tls(tls_options);
+            "https"
+        } else {
+            "http"
+        };
+        if let Some(credentials) = &config.credentials {
+            options = options.with_user(credentials.user.clone(), credentials.password.clone());
+        }
+        let urls: Vec<String> = config.url.endpoints.iter().map(|e| format!("{scheme}://{e}")).collect();
+        let endpoints = config.url.endpoints.join(",");
+        let connecting = Client::connect(&urls, Some(options));
+        let client = match tokio::time::timeout(config.request_timeout, connecting).await {
+            Err(_) => {
+                return Err(StoreError::Timeout { endpoints, operation: "connect", timeout: config.request_timeout });
+            }
+            Ok(Err(error)) => {
+                // etcd answers a bad user or password with "etcdserver: authentication failed".
+                if let (Some(credentials), etcd_client::Error::GRpcStatus(status)) = (&config.credentials, &error)
+                    && (status.message().contains("authentication failed")
+                        || status.message().contains("permission denied"))
+                {
+                    return Err(StoreError::Auth {
+                        user: credentials.user.clone(),
+                        message: status.message().to_owned(),
+                    });
+                }
+                return Err(request_error("connect", error));
+            }
+            Ok(Ok(client)) => client,
+        };
+        Ok(EtcdStore { client, root: format!("/{}/", config.url.prefix), endpoints, timeout: config.request_timeout })
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        format!("{}{key}", self.root)
+    }
+
+    fn entry(&self, kv: &etcd_client::KeyValue) -> Option<Entry> {
+        let key = String::from_utf8_lossy(kv.key());
+        let key = key.strip_prefix(&self.root)?.to_owned();
+        Some(Entry {
+            key,
+            value: kv.value().to_vec(),
+            mod_revision: kv.mod_revision(),
+            lease: (kv.lease() != 0).then_some(kv.lease()),
+        })
+    }
+
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        request: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, request).await {
+            Ok(result) => result.map_err(|e| request_error(operation, e)),
+            Err(_) => Err(StoreError::Timeout { endpoints: self.endpoints.clone(), operation, timeout: self.timeout }),
+        }
+    }
+
+    /// Compacts the store's history up to `revision` (maintenance; the tests use it to
+    /// check that watches recover from compaction).
+    pub async fn compact(&self, revision: i64) -> Result<(), StoreError> {
+        let mut client = self.client.clone();
+        self.bounded("compact", client.compact(revision, None)).await.map(|_| ())
+    }
+}
+
+/// A short message: gRPC statuses carry the transport error as a chain of sources,
+/// whose root ("Connection refused") is what tells the operator the most.
+fn request_error(operation: &'static str, error: etcd_client::Error) -> StoreError {
+    let message = match &error {
+        etcd_client::Error::GRpcStatus(status) => {
+            let mut root: Option<&dyn std::error::Error> = std::error::Error::source(status);
+            while let Some(next) = root.and_then(std::error::Error::source) {
+                root = Some(next);
+            }
+            match root {
+                Some(root) => format!("{}: {root}", status.message()),
+                None => status.message().to_owned(),
+            }
+        }
+        other => other.to_string(),
+    };
+    // etcd's own words for a missing or insufficient authentication: retrying cannot help.
+    if message.contains("user name is empty") || message.contains("invalid auth token") {
+        return StoreError::AuthRequired { message };
+    }
+    if message.contains("permission denied") {
+        return StoreError::PermissionDenied { operation, message };
+    }
+    StoreError::Request { operation, message }
+}
+
+impl Store for EtcdStore {
+    fn endpoints(&self) -> String {
+        self.endpoints.clone()
+    }
+
+    async fn current_revision(&self) -> Result<i64, StoreError> {
+        let mut client = self.client.clone();
+        // A range over one key with count only: the header carries the revision.
+        let response = self
+            .bounded("get revision", client.get(self.full_key(""), Some(GetOptions::new().with_count_only())))
+            .await?;
+        Ok(response.header().map(|h| h.revision()).unwrap_or_default())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
+        let mut client = self.client.clone();
+        let response = self.bounded("get", client.get(self.full_key(key), None)).await?;
+        Ok(response.kvs().first().and_then(|kv| self.entry(kv)))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Listing, StoreError> {
+        let mut client = self.client.clone();
+        let response =
+            self.bounded("list", client.get(self.full_key(prefix), Some(GetOptions::new().with_prefix()))).await?;
+        Ok(Listing {
+            entries: response.kvs().iter().filter_map(|kv| self.entry(kv)).collect(),
+            revision: response.header().map(|h| h.revision()).unwrap_or_default(),
+        })
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<(), StoreError> {
+        let mut client = self.client.clone();
+        let options = lease.map(|l| PutOptions::new().with_lease(l));
+        self.bounded("put", client.put(self.full_key(key), value, options)).await.map(|_| ())
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+        expect: Expect,
+    ) -> Result<PutOutcome, StoreError> {
+        let full = self.full_key(key);
+        let compare = match expect {
+            Expect::Absent => Compare::version(full.clone(), CompareOp::Equal, 0),
+            Expect::ModRevision(revision) => Compare::mod_revision(full.clone(), CompareOp::Equal, revision),
+        };
+        let options = lease.map(|l| PutOptions::new().with_lease(l));
+        let txn = Txn::new()
+            .when([compare])
+            .and_then([TxnOp::put(full.clone(), value, options)])
+            .or_else([TxnOp::get(full, None)]);
+        let mut client = self.client.clone();
+        let response = self.bounded("conditional put", client.txn(txn)).await?;
+        if response.succeeded() {
+            return Ok(PutOutcome::Written);
+        }
+        let current = response.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => get.kvs().first().and_then(|kv| self.entry(kv)),
+            _ => None,
+        });
+        Ok(PutOutcome::Conflict(current))
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let mut client = self.client.clone();
+        let response = self.bounded("delete", client.delete(self.full_key(key), None::<DeleteOptions>)).await?;
+        Ok(response.deleted() > 0)
+    }
+
+    async fn delete_if(&self, key: &str, mod_revision: i64) -> Result<bool, StoreError> {
+        let full = self.full_key(key);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(full.clone(), CompareOp::Equal, mod_revision)])
+            .and_then([TxnOp::delete(full, None)]);
+        let mut client = self.client.clone();
+        let response = self.bounded("conditional delete", client.txn(txn)).await?;
+        Ok(response.succeeded())
+    }
+
+    async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
+        let mut client = self.client.clone();
+        let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let response = self.bounded("grant lease", client.lease_grant(seconds, None)).await?;
+        Ok(response.id())
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> Result<bool, StoreError> {
+        let mut client = self.client.clone();
+        // The client sends one keep-alive when the stream opens and reads the answer;
+        // dropping the stream afterwards is all there is to a single refresh.
+        match tokio::time::timeout(self.timeout, client.lease_keep_alive(lease)).await {
+            Err(_) => Err(StoreError::Timeout {
+                endpoints: self.endpoints.clone(),
+                operation: "keep lease alive",
+                timeout: self.timeout,
+            }),
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(etcd_client::Error::LeaseKeepAliveError(message))) if message.contains("not found") => Ok(false),
+            Ok(Err(error)) => Err(request_error("keep lease alive", error)),
+        }
+    }
+
+    async fn lease_status(&self, lease: LeaseId) -> Result<Option<LeaseStatus>, StoreError> {
+        let mut client = self.client.clone();
+        let response = self.bounded("lease time to live", client.lease_time_to_live(lease, None)).await?;
+        if response.ttl() < 0 {
+            return Ok(None);
+        }
+        Ok(Some(LeaseStatus { granted_ttl: response.granted_ttl(), remaining_ttl: response.ttl() }))
+    }
+
+    async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
+        let mut client = self.client.clone();
+        match tokio::time::timeout(self.timeout, client.lease_revoke(lease)).await {
+            Err(_) => Err(StoreError::Timeout {
+                endpoints: self.endpoints.clone(),
+                operation: "revoke lease",
+                timeout: self.timeout,
+            }),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(etcd_client::Error::GRpcStatus(status))) if status.message().contains("not found") => Ok(()),
+            Ok(Err(error)) => Err(request_error("revoke lease", error)),
+        }
+    }
+
+    async fn watch(
+        &self,
+        prefix: &str,
+        from_revision: i64,
+    ) -> Result<mpsc::Receiver<Result<WatchMessage, StoreError>>, StoreError> {
+        let mut client = self.client.clone();
+        let options = WatchOptions::new().with_prefix().with_start_revision(from_revision);
+        let mut stream = self.bounded("watch", client.watch(self.full_key(prefix), Some(options))).await?;
+        let (tx, rx) = mpsc::channel(64);
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    message = stream.message() => message,
+                    // Nobody listens any more: end the watch.
+                    _ = tx.closed() => return,
+                };
+                let response = match message {
+                    Ok(Some(response)) => response,
+                    Ok(None) => return,
+                    Err(error) => {
+                        let _ = tx.send(Err(request_error("watch", error))).await;
+                        return;
+                    }
+                };
+                if response.compact_revision() > 0 {
+                    let _ =
+                        tx.send(Ok(WatchMessage::Compacted { compact_revision: response.compact_revision() })).await;
+                    return;
+                }
+                if response.canceled() {
+                    let reason = response.cancel_reason().to_owned();
+                    let _ = tx.send(Err(StoreError::Request { operation: "watch", message: reason })).await;
+                    return;
+                }
+                let events: Vec<WatchEvent> = response
+                    .events()
+                    .iter()
+                    .filter_map(|event| {
+                        let kv = event.kv()?;
+                        match event.event_type() {
+                            EventType::Put => this.entry(kv).map(WatchEvent::Put),
+                            EventType::Delete => {
+                                this.entry(kv).map(|e| WatchEvent::Delete { key: e.key, revision: kv.mod_revision() })
+                            }
+                        }
+                    })
+                    .collect();
+                if !events.is_empty() && tx.send(Ok(WatchMessage::Events(events))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+}

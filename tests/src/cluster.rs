@@ -1,0 +1,323 @@
+//! Cluster tests' fixture: `overlay agent` and `overlay manage` as real processes on lab
+//! hosts, with their logs kept for a failing test, and the CLI's views parsed.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::{bin::overlay_bin, cmd, etcd::tail, lab::Host};
+
+/// Short lease timing so that tests run in seconds.
+pub const HEARTBEAT: &str = "1s";
+pub const TTL_SECS: u64 = 3;
+
+/// A scratch directory for state dirs and logs, removed on drop.
+pub struct Scratch {
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(tag: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("ovt-cluster-{tag}-{:08x}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Scratch { dir })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An `overlay` daemon running in a host's namespace. Killed on drop.
+pub struct Daemon {
+    pub name: String,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Runs `overlay ARGS` in `host`'s namespace, stderr and stdout to `log`.
+    pub fn spawn(host: &Host, name: &str, args: &[&str], log: &Path) -> anyhow::Result<Self> {
+        let bin = overlay_bin()?;
+        let bin = bin.to_str().context("overlay path is not UTF-8")?.to_owned();
+        let mut all = vec![bin.as_str()];
+        all.extend_from_slice(args);
+        let all = cmd::in_ns(&host.ns, &all);
+        let out = File::options().create(true).append(true).open(log)?;
+        let child = Command::new(all[0])
+            .args(&all[1..])
+            .env("OVERLAY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting `{}`", all.join(" ")))?;
+        Ok(Daemon { name: name.to_owned(), log: log.to_owned(), child: Some(child) })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self.pid().context("daemon already stopped")?;
+        cmd::run(&["kill", signal, &pid.to_string()]).map(|_| ())
+    }
+
+    /// SIGKILL: no chance to clean up, as when a host dies.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.signal("-KILL")?;
+        if let Some(mut child) = self.child.take() {
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM and wait (up to 10 s) for a clean exit; returns whether it exited 0.
+    pub fn terminate(&mut self) -> anyhow::Result<bool> {
+        self.signal("-TERM")?;
+        let mut child = self.child.take().context("daemon already stopped")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.success());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{} did not exit within 10s of SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits up to `limit` for the daemon to exit by itself; returns whether it exited 0.
+    pub fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<bool> {
+        let child = self.child.as_mut().context("daemon already stopped")?;
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status.success());
+            }
+            if Instant::now() > deadline {
+                bail!("{} still runs after {limit:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGSTOP / SIGCONT: a hung host.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal("-STOP")
+    }
+
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("-CONT")
+    }
+
+    /// Still running?
+    pub fn running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self) -> String {
+        format!("--- {} ({}) ---\n{}", self.name, self.log.display(), tail(&self.log, 40))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A paused process must be continued to die of SIGTERM; SIGKILL needs nothing.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Arguments of an agent with the tests' short timing.
+pub fn agent_args(store: &str, host: &Host, state_dir: &Path, extra: &[&str]) -> Vec<String> {
+    agent_args_timed(store, host, state_dir, HEARTBEAT, &format!("{TTL_SECS}s"), extra)
+}
+
+/// Arguments of an agent with the given heartbeat and TTL.
+pub fn agent_args_timed(
+    store: &str,
+    host: &Host,
+    state_dir: &Path,
+    heartbeat: &str,
+    ttl: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "agent",
+        "--store",
+        store,
+        "--advertise",
+        &host.ip.to_string(),
+        "--name",
+        &host.name,
+        "--state-dir",
+        state_dir.to_str().unwrap_or_default(),
+        "--heartbeat",
+        heartbeat,
+        "--ttl",
+        ttl,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Where [`start_agent`] keeps `host`'s state.
+pub fn state_dir(scratch: &Scratch, host: &Host) -> PathBuf {
+    scratch.path(&format!("{}-state", host.name))
+}
+
+/// Starts an agent on `host` with its state under `scratch`.
+pub fn start_agent(scratch: &Scratch, store: &str, host: &Host, extra: &[&str]) -> anyhow::Result<Daemon> {
+    let args = agent_args(store, host, &state_dir(scratch, host), extra);
+    spawn_agent(scratch, host, &args)
+}
+
+/// Starts `overlay ARGS` as `host`'s agent, logging under `scratch`.
+pub fn spawn_agent(scratch: &Scratch, host: &Host, args: &[String]) -> anyhow::Result<Daemon> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::spawn(host, &host.name, &args, &scratch.path(&format!("{}.log", host.name)))
+}
+
+/// Starts a manager on `host`, checking health every 300 ms.
+pub fn start_manager(scratch: &Scratch, store: &str, host: &Host) -> anyhow::Result<Daemon> {
+    let ip = host.ip.to_string();
+    let ttl = format!("{TTL_SECS}s");
+    let args = [
+        "manage",
+        "--store",
+        store,
+        "--name",
+        &host.name,
+        "--advertise",
+        &ip,
+        "--heartbeat",
+        HEARTBEAT,
+        "--ttl",
+        &ttl,
+        "--check-interval",
+        "300ms",
+    ];
+    Daemon::spawn(host, &host.name, &args, &scratch.path(&format!("{}.log", host.name)))
+}
+
+/// Runs `overlay ARGS` in `host`'s namespace and returns its output, whatever the status.
+pub fn overlay(host: &Host, args: &[&str]) -> anyhow::Result<Output> {
+    let bin = overlay_bin()?;
+    let bin = bin.to_str().context("overlay path is not UTF-8")?.to_owned();
+    let mut all = vec![bin.as_str()];
+    all.extend_from_slice(args);
+    cmd::output_in(&host.ns, &all)
+}
+
+/// `overlay list` from `host`: the advertised addresses, one per line.
+pub fn list(host: &Host, store: &str) -> anyhow::Result<Vec<String>> {
+    let out = overlay(host, &["list", "--store", store, "--store-timeout", "5s"])?;
+    if !out.status.success() {
+        bail!("overlay list failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect())
+}
+
+/// `overlay info --format json` from `host`.
+pub fn info(host: &Host, store: &str) -> anyhow::Result<Value> {
+    let out = overlay(host, &["info", "--format", "json", "--store", store, "--store-timeout", "5s"])?;
+    if !out.status.success() {
+        bail!("overlay info failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    serde_json::from_slice(&out.stdout).context("overlay info --format json printed invalid JSON")
+}
+
+/// The node named `name` in an info view.
+pub fn node<'a>(info: &'a Value, name: &str) -> Option<&'a Value> {
+    info["nodes"].as_array()?.iter().find(|n| n["name"] == name)
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or fails after `limit` with the
+/// last state it described.
+pub fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> anyhow::Result<Result<T, String>>,
+) -> anyhow::Result<(T, Duration)> {
+    let started = Instant::now();
+    loop {
+        let last = match check() {
+            Ok(Ok(value)) => return Ok((value, started.elapsed())),
+            Ok(Err(state)) => state,
+            Err(error) => format!("{error:#}"),
+        };
+        if started.elapsed() > limit {
+            bail!("waited {limit:?} for {what}; last seen: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until `overlay list` from `host` shows exactly `expected` (in any order).
+pub fn wait_for_list(host: &Host, store: &str, expected: &[&Host], limit: Duration) -> anyhow::Result<Duration> {
+    let mut want: Vec<String> = expected.iter().map(|h| h.ip.to_string()).collect();
+    want.sort();
+    let (_, took) = wait_for(&format!("`overlay list` to show {want:?}"), limit, || {
+        let mut got = list(host, store)?;
+        got.sort();
+        Ok(if got == want { Ok(()) } else { Err(format!("{got:?}")) })
+    })?;
+    Ok(took)
+}
+
+/// Prints the daemons' (and etcd's) logs when a test body failed, then returns its result.
+pub fn report(result: anyhow::Result<()>, daemons: &[&Daemon], extra: &str) -> anyhow::Result<()> {
+    if result.is_err() {
+        for daemon in daemons {
+            eprintln!("{}", daemon.log_tail());
+        }
+        eprintln!("{extra}");
+    }
+    result
+}
+
+/// Writes `value` at `key` (relative to the cluster root of `store`) straight into the
+/// store from `host`'s namespace, as an operator editing the store by hand would.
+pub fn put_raw(host: &Host, store: &str, key: &str, value: &[u8]) -> anyhow::Result<()> {
+    use overlay::store::{Store, StoreConfig, TlsFiles};
+    let config = StoreConfig::new(store, &TlsFiles::default(), None, None)?;
+    overlay::netns::run_in(&host.ns, || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async {
+            let shutdown = overlay::shutdown::Shutdown::never();
+            let store = overlay::store::connect(&config, Some(Duration::from_secs(5)), &shutdown).await?;
+            store.put(key, value.to_vec(), None).await?;
+            anyhow::Ok(())
+        })
+    })?
+}

@@ -1,0 +1,261 @@
+//! A real etcd (Debian's etcd-server) on a lab host, listening only on that host's
+//! underlay address inside its namespace; its data lives in a temporary directory that
+//! is removed when the [`Etcd`] is dropped.
+
+use std::{
+    fs::File,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+
+use crate::{cmd, lab::Host};
+
+/// The etcd binary (`$OVERLAY_ETCD`, else Debian's path).
+pub fn etcd_bin() -> PathBuf {
+    std::env::var_os("OVERLAY_ETCD").map_or_else(|| PathBuf::from("/usr/bin/etcd"), PathBuf::from)
+}
+
+pub const CLIENT_PORT: u16 = 2379;
+
+pub struct Etcd {
+    ns: String,
+    pub ip: Ipv4Addr,
+    /// Extra etcd arguments (TLS), and the client URL scheme they imply.
+    extra: Vec<String>,
+    scheme: &'static str,
+    /// Holds the data dir and the logs of each start.
+    dir: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Etcd {
+    /// Starts etcd on `host` and waits until it serves clients.
+    pub fn start(host: &Host) -> anyhow::Result<Self> {
+        Self::start_with(host, "http", Vec::new())
+    }
+
+    /// Starts etcd serving clients over TLS only, requiring a client certificate signed
+    /// by `ca` (PEM files).
+    pub fn start_tls(host: &Host, cert: &Path, key: &Path, ca: &Path) -> anyhow::Result<Self> {
+        let mut extra = Vec::new();
+        for (flag, path) in [("--cert-file", cert), ("--key-file", key), ("--trusted-ca-file", ca)] {
+            extra.push(flag.to_owned());
+            extra.push(path.to_str().context("certificate path is not UTF-8")?.to_owned());
+        }
+        extra.push("--client-cert-auth".to_owned());
+        Self::start_with(host, "https", extra)
+    }
+
+    fn start_with(host: &Host, scheme: &'static str, extra: Vec<String>) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("{}-etcd-{:08x}", host.ns, rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut etcd = Etcd { ns: host.ns.clone(), ip: host.ip, extra, scheme, dir, child: None, starts: 0 };
+        etcd.start_again()?;
+        Ok(etcd)
+    }
+
+    /// The client endpoint, `http://IP:2379` or `https://IP:2379`.
+    pub fn endpoint(&self) -> String {
+        format!("{}://{}:{CLIENT_PORT}", self.scheme, self.ip)
+    }
+
+    /// `etcd://IP:2379/PREFIX`
+    pub fn url(&self, prefix: &str) -> String {
+        format!("etcd://{}:{CLIENT_PORT}/{prefix}", self.ip)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn log_path(&self, start: u32) -> PathBuf {
+        self.dir.join(format!("etcd-{start}.log"))
+    }
+
+    /// Starts etcd (again) on the same data directory and waits until it is ready.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            bail!("etcd is already running");
+        }
+        self.starts += 1;
+        let log = self.log_path(self.starts);
+        let client = self.endpoint();
+        // Peers only on the namespace's loopback: this is a one-member cluster.
+        let peer = "http://127.0.0.1:2380";
+        let data_dir = self.data_dir();
+        let data_dir = data_dir.to_str().context("temp dir path is not UTF-8")?;
+        let etcd = etcd_bin();
+        let etcd = etcd.to_str().context("etcd path is not UTF-8")?;
+        let args = [
+            etcd,
+            "--name",
+            "store",
+            "--data-dir",
+            data_dir,
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+            "--listen-peer-urls",
+            peer,
+            "--initial-advertise-peer-urls",
+            peer,
+            "--initial-cluster",
+            &format!("store={peer}"),
+            "--initial-cluster-state",
+            "new",
+        ];
+        let mut args = args.to_vec();
+        args.extend(self.extra.iter().map(String::as_str));
+        let all = cmd::in_ns(&self.ns, &args);
+        let out = File::create(&log)?;
+        let child = Command::new(all[0])
+            .args(&all[1..])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {etcd}"))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("ready to serve client requests") {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                bail!("etcd exited ({status}) before it was ready:\n{text}");
+            }
+            if Instant::now() > deadline {
+                bail!("etcd was not ready after 30s:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops etcd (SIGTERM, then SIGKILL after 10 s) and waits for it to exit.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else { return Ok(()) };
+        let _ = cmd::run(&["kill", "-TERM", &child.id().to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.wait();
+        Ok(())
+    }
+
+    /// Deletes the data directory (etcd must be stopped): the next start is an empty store.
+    pub fn wipe(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            bail!("stop etcd before wiping its data");
+        }
+        let data = self.data_dir();
+        if data.exists() {
+            std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The logs of every start, for a failing test's output.
+    pub fn logs(&self) -> String {
+        (1..=self.starts)
+            .map(|i| {
+                let path = self.log_path(i);
+                format!("--- {} ---\n{}", path.display(), tail(&path, 40))
+            })
+            .collect()
+    }
+}
+
+/// The last `lines` lines of a file.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n") + "\n"
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A throw-away CA with a server certificate for one IP address and a client
+/// certificate (CN `root`), made with the `openssl` command in `dir`.
+pub struct TestPki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl TestPki {
+    pub fn create(dir: &Path, server_ip: Ipv4Addr) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let path = |name: &str| dir.join(name);
+        let s = |p: &PathBuf| p.to_str().map(str::to_owned).context("path is not UTF-8");
+        let (ca, ca_key) = (path("ca.pem"), path("ca.key"));
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let mut args = vec!["openssl", "req", "-x509"];
+        args.extend_from_slice(&ec);
+        let (ca_s, ca_key_s) = (s(&ca)?, s(&ca_key)?);
+        args.extend_from_slice(&["-keyout", &ca_key_s, "-out", &ca_s, "-days", "1", "-subj", "/CN=overlay-test-ca"]);
+        cmd::run(&args)?;
+        let sign = |name: &str, subject: &str, extensions: &str| -> anyhow::Result<(PathBuf, PathBuf)> {
+            let (cert, key, csr, ext) = (
+                path(&format!("{name}.pem")),
+                path(&format!("{name}.key")),
+                path(&format!("{name}.csr")),
+                path(&format!("{name}.ext")),
+            );
+            std::fs::write(&ext, extensions)?;
+            let (cert_s, key_s, csr_s, ext_s) = (s(&cert)?, s(&key)?, s(&csr)?, s(&ext)?);
+            let mut args = vec!["openssl", "req"];
+            args.extend_from_slice(&ec);
+            args.extend_from_slice(&["-keyout", &key_s, "-out", &csr_s, "-subj", subject]);
+            cmd::run(&args)?;
+            cmd::run(&[
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                &csr_s,
+                "-CA",
+                &ca_s,
+                "-CAkey",
+                &ca_key_s,
+                "-CAcreateserial",
+                "-out",
+                &cert_s,
+                "-days",
+                "1",
+                "-extfile",
+                &ext_s,
+            ])?;
+            Ok((cert, key))
+        };
+        let (server_cert, server_key) = sign(
+            "server",
+            "/CN=store",
+            &format!("subjectAltName=IP:{server_ip}\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n"),
+        )?;
+        let (client_cert, client_key) =
+            sign("client", "/CN=root", "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n")?;
+        Ok(TestPki { ca, server_cert, server_key, client_cert, client_key })
+    }
+}
