@@ -4,6 +4,8 @@
 pub mod agent;
 pub mod cluster;
 pub mod datapath;
+pub mod ipam;
+pub mod network;
 pub mod netns;
 pub mod shutdown;
 pub mod store;

@@ -13,6 +13,8 @@ pub mod cluster;
 pub mod cmd;
 pub mod datapath;
 pub mod etcd;
+pub mod ipam;
+pub mod ipam_bench;
 pub mod kernel_vxlan;
 pub mod lab;
 pub mod packets;

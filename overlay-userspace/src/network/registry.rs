@@ -1,0 +1,336 @@
+//! Networks in the store: `overlay network create | ls | inspect | rm`.
+//!
+//! A creation lists everything under `v1/networks/`, decides (name free, subnet free or
+//! chosen, VNI), and writes the record, the name, the VNI and the VNI counter in one
+//! transaction that holds only if nothing under `v1/networks/` changed since the
+//! listing. Two hosts creating the same name at once: one transaction commits, the
+//! other fails, looks again and finds the name taken. Overlapping subnets and VNIs are
+//! settled the same way.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    time::Duration,
+};
+
+use serde::Serialize;
+
+use super::{
+    Addressing, DRIVER, NetworkError, NetworkRecord, NetworkSpec, SubnetPool, Taken, VNI_FIRST, VNI_LAST, host, keys,
+    new_id, subnet::first_overlap,
+};
+use crate::{
+    cluster::{self, NodeRecord},
+    ipam::{self, Allocation},
+    store::{Condition, Entry, Op, Store, Transact},
+};
+
+/// Attempts before a creation or removal gives up under constant concurrent changes.
+const ATTEMPTS: u32 = 20;
+
+/// Everything under `v1/networks/`, read at one revision.
+struct Snapshot {
+    records: Vec<(NetworkRecord, i64)>,
+    names: BTreeMap<String, String>,
+    vnis: BTreeSet<u32>,
+    next_vni: u32,
+    revision: i64,
+}
+
+fn text(entry: &Entry) -> String {
+    String::from_utf8_lossy(&entry.value).trim().to_owned()
+}
+
+async fn snapshot<S: Store>(store: &S) -> Result<Snapshot, NetworkError> {
+    let listing = store.list(keys::NETWORKS).await?;
+    let mut snapshot = Snapshot {
+        records: Vec::new(),
+        names: BTreeMap::new(),
+        vnis: BTreeSet::new(),
+        next_vni: VNI_FIRST,
+        revision: listing.revision,
+    };
+    for entry in listing.entries {
+        if keys::leaf(&entry.key, keys::IDS).is_some() {
+            match serde_json::from_slice::<NetworkRecord>(&entry.value) {
+                Ok(record) => {
+                    // A record's VNI is taken even if its VNI key was lost.
+                    snapshot.vnis.insert(record.vni);
+                    snapshot.records.push((record, entry.mod_revision));
+                }
+                Err(error) => tracing::warn!("skipping malformed network record at {}: {error}", entry.key),
+            }
+        } else if let Some(name) = keys::leaf(&entry.key, keys::NAMES) {
+            snapshot.names.insert(name.to_owned(), text(&entry));
+        } else if let Some(vni) = keys::leaf(&entry.key, keys::VNIS) {
+            match vni.parse() {
+                Ok(vni) => {
+                    snapshot.vnis.insert(vni);
+                }
+                Err(_) => tracing::warn!("skipping malformed VNI key {}", entry.key),
+            }
+        } else if entry.key == keys::NEXT_VNI {
+            snapshot.next_vni = text(&entry).parse().unwrap_or(VNI_FIRST);
+        }
+    }
+    snapshot.records.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    Ok(snapshot)
+}
+
+/// The first VNI at or after the counter that no network holds, wrapping around.
+fn choose_vni(used: &BTreeSet<u32>, next: u32) -> Result<u32, NetworkError> {
+    let count = VNI_LAST - VNI_FIRST + 1;
+    let start = if (VNI_FIRST..=VNI_LAST).contains(&next) { next } else { VNI_FIRST };
+    (0..count)
+        .map(|i| VNI_FIRST + (start - VNI_FIRST + i) % count)
+        .find(|vni| !used.contains(vni))
+        .ok_or(NetworkError::NoVni { count })
+}
+
+/// What a new subnet must not overlap: the overlay networks first, then each member
+/// host's routes and addresses.
+async fn taken<S: Store>(store: &S, records: &[(NetworkRecord, i64)]) -> Result<Vec<Taken>, NetworkError> {
+    let mut taken: Vec<Taken> =
+        records.iter().map(|(r, _)| Taken::Network { name: r.name.clone(), subnet: r.subnet }).collect();
+    for host in host::read_published(store).await? {
+        taken.extend(host.taken());
+    }
+    Ok(taken)
+}
+
+/// Creates the network `spec` describes, once in the cluster. Without a subnet in the
+/// spec, the first free `/size` of `pool` is taken. Refuses a name in use, a subnet
+/// that overlaps another network or a member host's route or address; on a refusal
+/// nothing is written.
+pub async fn create<S: Transact>(
+    store: &S,
+    spec: &NetworkSpec,
+    pool: &SubnetPool,
+) -> Result<NetworkRecord, NetworkError> {
+    for attempt in 1..=ATTEMPTS {
+        let snapshot = snapshot(store).await?;
+        if let Some(id) = snapshot.names.get(&spec.name) {
+            return Err(NetworkError::AlreadyExists { name: spec.name.clone(), id: id.clone() });
+        }
+        let id = spec.id.clone().unwrap_or_else(new_id);
+        if snapshot.records.iter().any(|(r, _)| r.id == id) {
+            return Err(NetworkError::IdTaken { id });
+        }
+        let taken = taken(store, &snapshot.records).await?;
+        let addressing = match spec.addressing {
+            Some(addressing) => {
+                if let Some(collision) = first_overlap(addressing.subnet, &taken) {
+                    return Err(collision.refusal(addressing.subnet));
+                }
+                addressing
+            }
+            None => Addressing::with_default_gateway(pool.choose(&taken)?),
+        };
+        let vni = choose_vni(&snapshot.vnis, snapshot.next_vni)?;
+        let record = NetworkRecord {
+            id: id.clone(),
+            name: spec.name.clone(),
+            driver: DRIVER.to_owned(),
+            subnet: addressing.subnet,
+            gateway: addressing.gateway,
+            ip_range: addressing.ip_range,
+            vni,
+            internal: spec.internal,
+            labels: spec.labels.clone(),
+            created_at: cluster::unix_now(),
+        };
+        let next_vni = if vni == VNI_LAST { VNI_FIRST } else { vni + 1 };
+        let when = vec![
+            Condition::PrefixUnchangedSince(keys::NETWORKS.to_owned(), snapshot.revision),
+            Condition::Absent(keys::name(&spec.name)),
+            Condition::Absent(keys::id(&id)),
+            Condition::Absent(keys::vni(vni)),
+        ];
+        let then = vec![
+            Op::Put { key: keys::id(&id), value: serde_json::to_vec(&record)?, lease: None },
+            Op::Put { key: keys::name(&spec.name), value: id.clone().into_bytes(), lease: None },
+            Op::Put { key: keys::vni(vni), value: id.clone().into_bytes(), lease: None },
+            Op::Put { key: keys::NEXT_VNI.to_owned(), value: next_vni.to_string().into_bytes(), lease: None },
+        ];
+        if store.txn(when, then, Vec::new()).await?.succeeded {
+            tracing::info!(network = %record.name, id = %record.id, subnet = %record.subnet, vni, "network created");
+            return Ok(record);
+        }
+        // Another network was created or changed meanwhile: look again, after a pause
+        // that keeps several creators from colliding in step.
+        let pause = rand::random::<u64>() % (5 * u64::from(attempt)) + 1;
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    Err(NetworkError::Contention { operation: "network create", attempts: ATTEMPTS })
+}
+
+/// Every network, sorted by name (`overlay network ls`).
+pub async fn list<S: Store>(store: &S) -> Result<Vec<NetworkRecord>, NetworkError> {
+    Ok(snapshot(store).await?.records.into_iter().map(|(r, _)| r).collect())
+}
+
+async fn record_at<S: Store>(store: &S, id: &str) -> Result<Option<(NetworkRecord, i64)>, NetworkError> {
+    let Some(entry) = store.get(&keys::id(id)).await? else { return Ok(None) };
+    match serde_json::from_slice::<NetworkRecord>(&entry.value) {
+        Ok(record) => Ok(Some((record, entry.mod_revision))),
+        Err(error) => {
+            tracing::warn!("skipping malformed network record at {}: {error}", entry.key);
+            Ok(None)
+        }
+    }
+}
+
+/// A network by name, full ID or unique ID prefix, with its record's revision.
+async fn find_entry<S: Store>(store: &S, network: &str) -> Result<(NetworkRecord, i64), NetworkError> {
+    let not_found = || NetworkError::NotFound { network: network.to_owned() };
+    if network.is_empty() || network.contains('/') {
+        return Err(not_found());
+    }
+    if let Some(entry) = store.get(&keys::name(network)).await?
+        && let Some(found) = record_at(store, &text(&entry)).await?
+    {
+        return Ok(found);
+    }
+    if let Some(found) = record_at(store, network).await? {
+        return Ok(found);
+    }
+    let listing = store.list(&keys::id(network)).await?;
+    let mut matches: Vec<(NetworkRecord, i64)> = listing
+        .entries
+        .iter()
+        .filter_map(|e| Some((serde_json::from_slice::<NetworkRecord>(&e.value).ok()?, e.mod_revision)))
+        .collect();
+    match matches.len() {
+        0 => Err(not_found()),
+        1 => Ok(matches.remove(0)),
+        _ => Err(NetworkError::Ambiguous {
+            network: network.to_owned(),
+            candidates: matches
+                .iter()
+                .map(|(r, _)| format!("{} ({})", r.short_id(), r.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// A network by name, full ID or unique ID prefix.
+pub async fn find<S: Store>(store: &S, network: &str) -> Result<NetworkRecord, NetworkError> {
+    Ok(find_entry(store, network).await?.0)
+}
+
+/// An endpoint attached to a network, as `overlay network inspect` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EndpointView {
+    pub endpoint: String,
+    pub address: Ipv4Addr,
+    pub node_id: String,
+}
+
+/// `overlay network inspect`: the record and the endpoints on each host (by node name).
+#[derive(Clone, Debug, Serialize)]
+pub struct NetworkView {
+    #[serde(flatten)]
+    pub network: NetworkRecord,
+    pub scope: &'static str,
+    pub endpoints: BTreeMap<String, Vec<EndpointView>>,
+}
+
+/// Node ID -> node name, for the live nodes.
+async fn node_names<S: Store>(store: &S) -> Result<BTreeMap<String, String>, NetworkError> {
+    let listing = store.list(cluster::keys::NODES).await?;
+    Ok(listing
+        .entries
+        .iter()
+        .filter_map(|e| serde_json::from_slice::<NodeRecord>(&e.value).ok())
+        .map(|r| (r.id, r.name))
+        .collect())
+}
+
+fn host_name(names: &BTreeMap<String, String>, node_id: &str) -> String {
+    names.get(node_id).cloned().unwrap_or_else(|| node_id.to_owned())
+}
+
+/// The network and its endpoints grouped by host (the node's name, or its ID if the
+/// node is not registered).
+pub async fn inspect<S: Store>(store: &S, network: &str) -> Result<NetworkView, NetworkError> {
+    let record = find(store, network).await?;
+    let allocations = ipam::allocations(store, &record.id).await?;
+    let names = node_names(store).await?;
+    let mut endpoints: BTreeMap<String, Vec<EndpointView>> = BTreeMap::new();
+    for allocation in allocations {
+        endpoints.entry(host_name(&names, &allocation.node)).or_default().push(EndpointView {
+            endpoint: allocation.endpoint,
+            address: allocation.address,
+            node_id: allocation.node,
+        });
+    }
+    Ok(NetworkView { scope: record.scope(), network: record, endpoints })
+}
+
+fn describe(allocations: &[Allocation], names: &BTreeMap<String, String>) -> String {
+    const SHOWN: usize = 10;
+    let mut text: Vec<String> = allocations
+        .iter()
+        .take(SHOWN)
+        .map(|a| format!("{} ({} on {})", a.endpoint, a.address, host_name(names, &a.node)))
+        .collect();
+    if allocations.len() > SHOWN {
+        text.push(format!("and {} more", allocations.len() - SHOWN));
+    }
+    text.join(", ")
+}
+
+/// Removes a network (by name, ID or unique ID prefix) if no endpoint is attached,
+/// atomically: an address allocated at the same moment either makes the removal fail
+/// (naming it) or fails itself because the network is gone.
+pub async fn remove<S: Transact>(store: &S, network: &str) -> Result<NetworkRecord, NetworkError> {
+    for _ in 0..ATTEMPTS {
+        let (record, revision) = find_entry(store, network).await?;
+        let mut when = vec![
+            Condition::ModRevision(keys::id(&record.id), revision),
+            Condition::PrefixEmpty(ipam::keys::network(&record.id)),
+        ];
+        let mut then = vec![Op::Delete(keys::id(&record.id))];
+        // The name and VNI keys go too, if they are still this network's.
+        for key in [keys::name(&record.name), keys::vni(record.vni)] {
+            if let Some(entry) = store.get(&key).await?
+                && text(&entry) == record.id
+            {
+                when.push(Condition::ModRevision(key.clone(), entry.mod_revision));
+                then.push(Op::Delete(key));
+            }
+        }
+        if store.txn(when, then, Vec::new()).await?.succeeded {
+            tracing::info!(network = %record.name, id = %record.id, "network removed");
+            return Ok(record);
+        }
+        let attached = ipam::allocations(store, &record.id).await?;
+        if !attached.is_empty() {
+            let names = node_names(store).await?;
+            return Err(NetworkError::InUse {
+                name: record.name,
+                count: attached.len(),
+                endpoints: describe(&attached, &names),
+            });
+        }
+        // The record changed, or an endpoint came and went: look again.
+    }
+    Err(NetworkError::Contention { operation: "network rm", attempts: ATTEMPTS })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vnis_follow_the_counter_skip_used_ones_and_wrap() {
+        let used = BTreeSet::from([VNI_FIRST, VNI_FIRST + 1, VNI_FIRST + 3]);
+        assert_eq!(choose_vni(&used, VNI_FIRST).unwrap(), VNI_FIRST + 2);
+        assert_eq!(choose_vni(&used, VNI_FIRST + 3).unwrap(), VNI_FIRST + 4);
+        // A removed network's VNI is not handed out again until the counter wraps.
+        assert_eq!(choose_vni(&BTreeSet::new(), VNI_FIRST + 10).unwrap(), VNI_FIRST + 10);
+        assert_eq!(choose_vni(&BTreeSet::from([VNI_LAST]), VNI_LAST).unwrap(), VNI_FIRST);
+        assert_eq!(choose_vni(&BTreeSet::new(), 7).unwrap(), VNI_FIRST);
+    }
+}
