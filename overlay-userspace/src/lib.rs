@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod cluster;
 pub mod datapath;
+pub mod dns;
 pub mod ipam;
 pub mod network;
 pub mod netns;

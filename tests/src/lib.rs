@@ -12,6 +12,8 @@ pub mod bin;
 pub mod cluster;
 pub mod cmd;
 pub mod datapath;
+pub mod dns;
+pub mod dns_load;
 pub mod etcd;
 pub mod ipam;
 pub mod ipam_bench;
