@@ -3,10 +3,15 @@
 
 pub mod agent;
 pub mod cluster;
+pub mod container;
 pub mod datapath;
+pub mod endpoint;
 pub mod dns;
 pub mod ipam;
+pub mod metrics;
+pub mod netlink;
 pub mod network;
 pub mod netns;
+pub mod scheduler;
 pub mod shutdown;
 pub mod store;

@@ -1,11 +1,18 @@
 //! Running code inside a named network namespace (`ip netns exec NAME`, for a thread).
 
-use std::{fs::File, path::PathBuf};
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
 
 use nix::sched::{CloneFlags, setns};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
+    #[error("creating network namespace {path}: {source}")]
+    Create { path: PathBuf, source: std::io::Error },
+    #[error("deleting network namespace {path}: {source}")]
+    Delete { path: PathBuf, source: std::io::Error },
     #[error("network namespace {name:?} not found at {path}: {source}; create it with `ip netns add`")]
     Open { name: String, path: PathBuf, source: std::io::Error },
     #[error("entering network namespace {name:?}: {source}")]
@@ -40,4 +47,60 @@ where
             .join()
             .map_err(|_| NetnsError::Panicked(name.to_owned()))?
     })
+}
+
+/// Creates a network namespace kept alive by a bind mount at `path`, as `ip netns add`
+/// does for /run/netns/NAME. The calling thread's namespaces are untouched.
+pub fn create_at(path: &Path) -> Result<(), NetnsError> {
+    let err = |source: std::io::Error| NetnsError::Create { path: path.to_owned(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(err)?;
+    let target = path.to_owned();
+    let made = std::thread::spawn(move || -> Result<(), nix::Error> {
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
+        nix::mount::mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+    })
+    .join()
+    .unwrap_or(Err(nix::Error::EIO));
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(path);
+        return Err(err(e.into()));
+    }
+    Ok(())
+}
+
+/// Deletes a namespace made by [`create_at`] (`ip netns del`): once no process is in it,
+/// its interfaces go away with it. Absent is not an error.
+pub fn delete_at(path: &Path) -> Result<(), NetnsError> {
+    let err = |source: std::io::Error| NetnsError::Delete { path: path.to_owned(), source };
+    if !path.exists() {
+        return Ok(());
+    }
+    match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) => {}
+        Err(e) => return Err(err(e.into())),
+    }
+    std::fs::remove_file(path).map_err(err)
+}
+
+/// The processes whose network namespace is the one at `path` (`ip netns pids`).
+pub fn pids(path: &Path) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(target) = std::fs::metadata(path) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                .is_ok_and(|m| m.ino() == target.ino() && m.dev() == target.dev())
+        })
+        .collect()
 }

@@ -273,13 +273,23 @@ pub fn svg_chart(records: &[Record], title: &str) -> String {
     svg
 }
 
-pub fn write_outputs(records: &[Record], json: &Path, chart: &Path, title: &str) -> anyhow::Result<()> {
+/// Writes the JSON document (`{"datapath": [records…], …other sections}`) and the chart.
+pub fn write_outputs(
+    records: &[Record],
+    sections: serde_json::Map<String, serde_json::Value>,
+    json: &Path,
+    chart: &Path,
+    title: &str,
+) -> anyhow::Result<()> {
     for path in [json, chart] {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
     }
-    std::fs::write(json, serde_json::to_string_pretty(records)?)?;
+    let mut document = serde_json::Map::new();
+    document.insert("datapath".into(), serde_json::to_value(records)?);
+    document.extend(sections);
+    std::fs::write(json, serde_json::to_string_pretty(&document)?)?;
     std::fs::write(chart, svg_chart(records, title))?;
     Ok(())
 }

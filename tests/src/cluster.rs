@@ -11,7 +11,12 @@ use std::{
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::{bin::overlay_bin, cmd, etcd::tail, lab::Host};
+use crate::{
+    bin::overlay_bin,
+    cmd,
+    etcd::tail,
+    lab::{Host, Lab},
+};
 
 /// Short lease timing so that tests run in seconds.
 pub const HEARTBEAT: &str = "1s";
@@ -64,6 +69,27 @@ impl Daemon {
             .stderr(out)
             .spawn()
             .with_context(|| format!("starting `{}`", all.join(" ")))?;
+        Ok(Daemon { name: name.to_owned(), log: log.to_owned(), child: Some(child) })
+    }
+
+    /// Runs `overlay ARGS` with only its network namespace set to `host`'s (`nsenter
+    /// --net`): unlike `ip netns exec`, the process keeps the machine's mount namespace,
+    /// so the container namespaces an agent mounts under /run/netns are visible to all.
+    pub fn spawn_entered(host: &Host, name: &str, args: &[&str], log: &Path) -> anyhow::Result<Self> {
+        let bin = overlay_bin()?;
+        let net = format!("--net=/run/netns/{}", host.ns);
+        let out = File::options().create(true).append(true).open(log)?;
+        let child = Command::new("nsenter")
+            .arg(&net)
+            .arg("--")
+            .arg(&bin)
+            .args(args)
+            .env("OVERLAY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting nsenter {net} {} {}", bin.display(), args.join(" ")))?;
         Ok(Daemon { name: name.to_owned(), log: log.to_owned(), child: Some(child) })
     }
 
@@ -320,4 +346,36 @@ pub fn put_raw(host: &Host, store: &str, key: &str, value: &[u8]) -> anyhow::Res
             anyhow::Ok(())
         })
     })?
+}
+
+/// The namespace prefix of containers run by `host`'s agent in `lab`: under the lab's
+/// prefix, so the lab deletes them whatever happens.
+pub fn container_netns_prefix(lab: &Lab, host: &Host) -> String {
+    format!("{}-{}-", lab.prefix, host.name)
+}
+
+/// The arguments of an agent that runs containers and programs its datapath on `host`.
+pub fn container_agent_args(scratch: &Scratch, store: &str, lab: &Lab, host: &Host) -> anyhow::Result<Vec<String>> {
+    // No upstream resolvers: names the overlay does not know are not forwarded anywhere.
+    let resolv = scratch.path("no-upstreams.conf");
+    std::fs::write(&resolv, "# no nameserver: the lab has no way out\n")?;
+    let extra = [
+        "--pin-dir".to_owned(),
+        host.pin_dir.to_string_lossy().into_owned(),
+        "--netns-prefix".to_owned(),
+        container_netns_prefix(lab, host),
+        "--upstream-resolv-conf".to_owned(),
+        resolv.to_string_lossy().into_owned(),
+    ];
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    Ok(agent_args(store, host, &state_dir(scratch, host), &extra))
+}
+
+/// Starts `host`'s agent with its datapath and container runtime (see
+/// [`Daemon::spawn_entered`] for why it is not started with `ip netns exec`).
+pub fn start_container_agent(scratch: &Scratch, store: &str, lab: &Lab, host: &str) -> anyhow::Result<Daemon> {
+    let host = lab.host(host);
+    let args = container_agent_args(scratch, store, lab, host)?;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::spawn_entered(host, &host.name, &args, &scratch.path(&format!("{}.log", host.name)))
 }

@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use crate::cmd;
 
 /// Every namespace a lab makes starts with this, so leftovers of a killed run can be
-/// found and removed ([`remove_stale`]).
+/// found and removed (`cargo xtask test` does it before the tests).
 pub const NS_PREFIX: &str = "ovt-";
 
 /// Where the labs mount their bpffs; each host pins under its own directory.
@@ -258,6 +258,17 @@ impl Drop for Lab {
         for host in &self.hosts {
             let _ = std::fs::remove_dir_all(&host.pin_dir);
         }
+        // Namespaces that agents made for their containers carry the lab's prefix too.
+        if let Ok(list) = cmd::run(&["ip", "netns", "list"]) {
+            let mine = self.namespaces.lock().unwrap().clone();
+            for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+                if name.starts_with(&format!("{}-", self.prefix)) && !mine.iter().any(|m| m == name) {
+                    if let Err(e) = delete_ns(name) {
+                        eprintln!("lab teardown: {e:#}");
+                    }
+                }
+            }
+        }
         // Containers first, then hosts, router and underlay: the reverse of creation.
         let namespaces = std::mem::take(&mut *self.namespaces.lock().unwrap());
         for ns in namespaces.iter().rev() {
@@ -276,20 +287,4 @@ fn delete_ns(ns: &str) -> anyhow::Result<()> {
         }
     }
     cmd::run(&["ip", "netns", "del", ns]).map(|_| ())
-}
-
-/// Deletes namespaces and pins left by labs of a run that was killed before it could
-/// clean up. Only names starting with [`NS_PREFIX`] are touched.
-pub fn remove_stale() -> anyhow::Result<usize> {
-    let list = cmd::run(&["ip", "netns", "list"])?;
-    let mut removed = 0;
-    for line in list.lines() {
-        let Some(name) = line.split_whitespace().next() else { continue };
-        if name.starts_with(NS_PREFIX) {
-            delete_ns(name)?;
-            let _ = std::fs::remove_dir_all(PathBuf::from(BPFFS).join(name));
-            removed += 1;
-        }
-    }
-    Ok(removed)
 }

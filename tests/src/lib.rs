@@ -20,6 +20,7 @@ pub mod ipam_bench;
 pub mod kernel_vxlan;
 pub mod lab;
 pub mod packets;
+pub mod scale;
 pub mod traffic;
 
 pub use lab::{Container, ContainerSpec, Host, Lab};

@@ -3,6 +3,12 @@
 //! (loading eBPF, programming maps from the store) is to be added here as another task
 //! beside the membership.
 
+pub mod cleanup;
+pub mod cluster_state;
+pub mod container_task;
+pub mod datapath_setup;
+pub mod datapath_task;
+pub mod reconcile;
 
 use std::{collections::BTreeMap, net::IpAddr, path::PathBuf, time::Duration};
 
@@ -25,10 +31,28 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     pub reset_identity: bool,
     pub timing: Timing,
+    /// The eBPF datapath: pins and underlay interface.
+    pub datapath: datapath_setup::DatapathOptions,
+    /// Container namespaces are /run/netns/PREFIX+NAME.
+    pub netns_prefix: String,
+    /// Prometheus metrics on this loopback address; `None`: no metrics endpoint.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// The resolv.conf whose nameservers the containers' DNS forwards to.
+    pub upstream_resolv_conf: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    #[error("the datapath could not start: {0}")]
+    Datapath(#[from] datapath_setup::SetupError),
+    #[error("the datapath task failed: {0}")]
+    DatapathTask(#[from] crate::datapath::DatapathError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    Netlink(#[from] crate::netlink::NetlinkError),
+    #[error("the overlay's underlay is IPv4: --advertise {0} is not an IPv4 address")]
+    NotIpv4(IpAddr),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -45,6 +69,23 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     let facts = HostFacts::gather()?;
     let name = config.name.clone().unwrap_or_else(|| facts.hostname.clone());
     node::validate_name(&name)?;
+
+    let IpAddr::V4(vtep) = config.advertise else { return Err(AgentError::NotIpv4(config.advertise)) };
+    if let Some(addr) = config.metrics {
+        crate::metrics::check_address(addr)?;
+    }
+    // The datapath comes up before the node joins: a host that cannot forward does not
+    // announce itself. Pinned state of a previous run is adopted, so forwarding goes on.
+    let host = crate::netlink::Netlink::connect()?;
+    let ready = datapath_setup::start(vtep, &config.datapath, &host).await?;
+    tracing::info!(
+        underlay = %ready.underlay_interface,
+        container_mtu = ready.container_mtu,
+        pin_dir = %config.datapath.pin_dir.display(),
+        "datapath attached"
+    );
+    let container_mtu = ready.container_mtu;
+    let datapath = std::sync::Arc::new(tokio::sync::Mutex::new(ready.datapath));
 
     let store = match store::connect(&config.store, config.store_timeout, &shutdown).await {
         Err(StoreError::Stopped) => return Ok(()),
@@ -73,7 +114,7 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     // Joining may meet a store that went away after the first probe: retry those
     // failures, but a duplicate identity is final.
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
-    let membership = loop {
+    let mut membership = loop {
         match Membership::join(store.clone(), record.clone(), identity.clone(), config.timing).await {
             Ok(membership) => break membership,
             Err(ClusterError::Store(error)) if error.is_transient() => {
@@ -91,10 +132,67 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     // then clean up as on a signal).
     let (stop_all, tasks_shutdown) = crate::shutdown::channel();
     let mut tasks = tokio::task::JoinSet::new();
+    let node_id = membership.record().id.clone();
+    let node_name = membership.record().name.clone();
+    let containers = container_task::ContainerCount::default();
+    membership.count_containers(containers.clone());
+    let lease = membership.lease();
     tasks.spawn({
         let shutdown = tasks_shutdown.clone();
         async move { ("membership", membership.run(shutdown).await.map_err(AgentError::from)) }
     });
+
+    let names = crate::dns::NameView::new();
+    let upstreams = match crate::dns::Upstreams::from_resolv_conf(&config.upstream_resolv_conf, std::time::Duration::from_secs(2)) {
+        Ok(upstreams) => upstreams,
+        Err(error) => {
+            tracing::warn!("containers' DNS will not forward other names: {error}");
+            crate::dns::Upstreams::new(Vec::new(), std::time::Duration::from_secs(2))
+        }
+    };
+    let convergence = std::sync::Arc::new(std::sync::Mutex::new(datapath_task::ConvergenceStats::default()));
+    tasks.spawn({
+        let (store, datapath, me, stats, names) =
+            (store.clone(), datapath.clone(), node_id.clone(), convergence.clone(), names.clone());
+        let shutdown = tasks_shutdown.clone();
+        async move { ("datapath", datapath_task::run(store, datapath, me, stats, Some(names), shutdown).await.map_err(AgentError::from)) }
+    });
+    let container_task = container_task::ContainerTask {
+        store: store.clone(),
+        ipam: crate::ipam::Ipam::new(store.clone()),
+        datapath: datapath.clone(),
+        host: host.clone(),
+        lease,
+        config: container_task::ContainerConfig {
+            node_id: node_id.clone(),
+            node_name: node_name.clone(),
+            netns_prefix: config.netns_prefix.clone(),
+            mtu: container_mtu,
+            log_dir: config.state_dir.join("logs"),
+        },
+        count: containers.clone(),
+        dns: Some(container_task::DnsWiring { view: names.clone(), upstreams: std::sync::Arc::new(upstreams) }),
+    };
+    tasks.spawn({
+        let shutdown = tasks_shutdown.clone();
+        async move {
+            container_task.run(shutdown).await;
+            ("containers", Ok(()))
+        }
+    });
+    tasks.spawn({
+        let (store, id, name) = (store.clone(), node_id.clone(), node_name.clone());
+        let shutdown = tasks_shutdown.clone();
+        async move {
+            crate::network::host::run_publisher(store, id, name, crate::network::host::PUBLISH_INTERVAL, shutdown).await;
+            ("host-networks", Ok(()))
+        }
+    });
+    if let Some(addr) = config.metrics {
+        let sources = crate::metrics::Sources { datapath: datapath.clone(), convergence, containers };
+        let shutdown = tasks_shutdown.clone();
+        tasks.spawn(async move { ("metrics", crate::metrics::serve(addr, sources, shutdown).await.map_err(AgentError::from)) });
+    }
     let mut result = Ok(());
     let mut stopping = false;
     loop {

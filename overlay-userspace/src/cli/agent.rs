@@ -34,9 +34,46 @@ pub struct AgentArgs {
     pub store_timeout: Option<Duration>,
     #[command(flatten)]
     pub timing: TimingArgs,
+    /// Directory (on a bpffs, mounted if needed) for the datapath's pinned maps and links.
+    #[arg(long, env = "OVERLAY_PIN_DIR", default_value = "/run/overlay/bpffs/overlay")]
+    pub pin_dir: PathBuf,
+    /// The interface VXLAN uses (default: the one holding --advertise).
+    #[arg(long)]
+    pub underlay_interface: Option<String>,
+    /// Container namespaces are /run/netns/PREFIX+NAME (`ip netns exec PREFIX+NAME ...`).
+    #[arg(long, default_value = "ovl-")]
+    pub netns_prefix: String,
+    /// Serve Prometheus metrics on this loopback address ("off" to disable).
+    #[arg(long, default_value = "127.0.0.1:9469")]
+    pub metrics_addr: String,
+    /// The resolv.conf whose nameservers containers' DNS queries are forwarded to.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub upstream_resolv_conf: PathBuf,
+    /// Remove what the agent made on this host (container namespaces, pinned datapath)
+    /// and exit, instead of running.
+    #[arg(long)]
+    pub cleanup: bool,
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    if args.cleanup {
+        let report = agent::cleanup::cleanup(&args.pin_dir, &args.netns_prefix)?;
+        for ns in &report.namespaces {
+            println!("removed container namespace {ns}");
+        }
+        if report.pins_removed {
+            println!("removed the datapath pinned at {}", args.pin_dir.display());
+        }
+        return Ok(());
+    }
+    let metrics = match args.metrics_addr.as_str() {
+        "off" => None,
+        addr => {
+            let addr = addr.parse().map_err(|_| anyhow::anyhow!("--metrics-addr {addr:?}: use IP:PORT on loopback, or off"))?;
+            overlay::metrics::check_address(addr)?;
+            Some(addr)
+        }
+    };
     // Everything is validated before the first write (identity file, store).
     let config = AgentConfig {
         store: args.store.config()?,
@@ -47,6 +84,13 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         state_dir: args.state_dir,
         reset_identity: args.reset_identity,
         timing: args.timing.timing()?,
+        datapath: agent::datapath_setup::DatapathOptions {
+            pin_dir: args.pin_dir,
+            underlay_interface: args.underlay_interface,
+        },
+        netns_prefix: args.netns_prefix,
+        metrics,
+        upstream_resolv_conf: args.upstream_resolv_conf,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {

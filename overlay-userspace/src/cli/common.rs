@@ -6,7 +6,8 @@ use anyhow::Context;
 use clap::Args;
 use overlay::{
     cluster::Timing,
-    store::{StoreConfig, StoreError, TlsFiles},
+    shutdown::Shutdown,
+    store::{AnyStore, StoreConfig, StoreError, TlsFiles},
 };
 
 /// Where the cluster store is and how to reach it.
@@ -49,6 +50,23 @@ impl StoreArgs {
         };
         let tls = TlsFiles { ca: self.store_ca.clone(), cert: self.store_cert.clone(), key: self.store_key.clone() };
         Ok(StoreConfig::new(url, &tls, self.store_user.clone(), password)?)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StoreOptions {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Give up if the store stays unreachable this long (0: keep trying).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub store_timeout: Duration,
+}
+
+impl StoreOptions {
+    pub fn connect(&self, runtime: &tokio::runtime::Runtime) -> anyhow::Result<AnyStore> {
+        let config = self.store.config()?;
+        let timeout = store_timeout_arg(Some(self.store_timeout), None);
+        Ok(runtime.block_on(overlay::store::connect(&config, timeout, &Shutdown::never()))?)
     }
 }
 

@@ -5,9 +5,11 @@ use clap::{Parser, Subcommand};
 
 mod agent;
 mod common;
+mod containers;
 mod info;
 mod list;
 mod manage;
+mod network;
 mod stats;
 
 /// eBPF-accelerated VXLAN overlay network for containers.
@@ -34,6 +36,16 @@ pub enum Command {
     List(list::ListArgs),
     /// Show the cluster: nodes with address, health, containers, CPUs, memory, labels.
     Info(info::InfoArgs),
+    /// Create, list, inspect and remove cluster-wide overlay networks.
+    Network(network::NetworkArgs),
+    /// Run a container on the overlay; the manager places it on a live node.
+    Run(containers::RunArgs),
+    /// List the cluster's containers as node/name with network, address and state.
+    Ps(containers::PsArgs),
+    /// Run a command in a container on this host.
+    Exec(containers::ExecArgs),
+    /// Remove containers; their addresses are released.
+    Rm(containers::RmArgs),
 }
 
 pub fn init_logging(level: Option<&str>) {
@@ -51,5 +63,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Manage(args) => manage::run(args),
         Command::List(args) => list::run(args),
         Command::Info(args) => info::run(args),
+        Command::Network(args) => network::run(args),
+        Command::Run(args) => containers::run(args),
+        Command::Ps(args) => containers::ps(args),
+        Command::Exec(args) => containers::exec(args),
+        Command::Rm(args) => containers::rm(args),
     }
 }

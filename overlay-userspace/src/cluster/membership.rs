@@ -21,6 +21,11 @@ pub struct Membership<S: Store> {
     identity: Identity,
     timing: Timing,
     lease: LeaseId,
+    /// Tells the agent's other tasks the current lease, which changes when the node
+    /// registers again; what they publish must be attached to it.
+    lease_tx: tokio::sync::watch::Sender<LeaseId>,
+    /// Containers running here, copied into the record when it changes.
+    containers: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl<S: Store> Membership<S> {
@@ -30,7 +35,8 @@ impl<S: Store> Membership<S> {
     /// over. Store errors are returned (the caller decides whether to retry).
     pub async fn join(store: S, record: NodeRecord, identity: Identity, timing: Timing) -> Result<Self, ClusterError> {
         let lease = store.grant_lease(timing.ttl).await?;
-        let mut membership = Membership { store, record, identity, timing, lease };
+        let (lease_tx, _) = tokio::sync::watch::channel(lease);
+        let mut membership = Membership { store, record, identity, timing, lease, lease_tx, containers: None };
         if let Err(error) = membership.register().await {
             let _ = membership.store.revoke_lease(lease).await;
             return Err(error);
@@ -46,6 +52,16 @@ impl<S: Store> Membership<S> {
 
     pub fn record(&self) -> &NodeRecord {
         &self.record
+    }
+
+    /// The current lease, updated when the node registers again.
+    pub fn lease(&self) -> tokio::sync::watch::Receiver<LeaseId> {
+        self.lease_tx.subscribe()
+    }
+
+    /// Keeps the record's container count equal to `count` (checked every heartbeat).
+    pub fn count_containers(&mut self, count: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        self.containers = Some(count);
     }
 
     /// Writes the record under the current lease, refusing a live twin elsewhere.
@@ -80,9 +96,11 @@ impl<S: Store> Membership<S> {
             };
             match self.store.put_if(&key, value.clone(), Some(self.lease), expect).await? {
                 PutOutcome::Written => {
-                    // The previous run's lease holds nothing of ours any more.
+                    // The previous run's lease is left to expire rather than revoked: the
+                    // endpoints it holds are still served by this host, and revoking it would
+                    // make every peer drop them until they are published again under ours.
                     if let Some(old) = previous_lease.filter(|old| *old != self.lease) {
-                        let _ = self.store.revoke_lease(old).await;
+                        tracing::debug!("the previous run's lease {old:x} expires within {:?}", self.timing.ttl);
                     }
                     return Ok(());
                 }
@@ -99,6 +117,7 @@ impl<S: Store> Membership<S> {
             let _ = self.store.revoke_lease(self.lease).await;
             return Err(error);
         }
+        self.lease_tx.send_replace(self.lease);
         Ok(())
     }
 
@@ -155,6 +174,13 @@ impl<S: Store> Membership<S> {
     async fn beat(&mut self, beats: &mut u32) -> Result<bool, ClusterError> {
         if !self.store.keep_alive(self.lease).await? {
             return Ok(false);
+        }
+        if let Some(count) = &self.containers {
+            let now = count.load(std::sync::atomic::Ordering::Relaxed) as u64;
+            if now != u64::from(self.record.containers) {
+                self.record.containers = u32::try_from(now).unwrap_or(u32::MAX);
+                self.register().await?;
+            }
         }
         *beats = beats.wrapping_add(1);
         if (*beats).is_multiple_of(VERIFY_EVERY) {

@@ -218,6 +218,15 @@ impl Datapath {
             .map_err(map_err(map_names::MEMBERS))
     }
 
+    /// The hosts VXLAN is accepted from.
+    pub fn members(&mut self) -> Result<Vec<Ipv4Addr>, DatapathError> {
+        let map = self.hash_map::<u32, Member>(map_names::MEMBERS)?;
+        map.keys()
+            .map(|key| key.map(|k| Ipv4Addr::from(overlay_common::ipv4_octets(k))))
+            .collect::<Result<_, _>>()
+            .map_err(map_err(map_names::MEMBERS))
+    }
+
     /// Stops accepting VXLAN from this host address.
     pub fn remove_member(&mut self, vtep: Ipv4Addr) -> Result<(), DatapathError> {
         let mut map = self.hash_map::<u32, Member>(map_names::MEMBERS)?;

@@ -30,7 +30,14 @@ fn main() -> anyhow::Result<()> {
     eprintln!("datapath benchmark: {} rounds", options.runs);
     let records = bench::run(&options)?;
     print!("{}", bench::table(&records));
-    bench::write_outputs(&records, &args.json, &args.chart, "Ratio to the raw underlay (median)")?;
+    let scale = overlay_tests::scale::remote_endpoints(10_000)?;
+    println!(
+        "datapath tables: {} remote endpoints programmed in {:.3} s ({:.0}/s), removed in {:.3} s",
+        scale.endpoints, scale.program_seconds, scale.endpoints_per_second, scale.remove_seconds
+    );
+    let mut sections = serde_json::Map::new();
+    sections.insert("datapath_tables".into(), serde_json::to_value(&scale)?);
+    bench::write_outputs(&records, sections, &args.json, &args.chart, "Ratio to the raw underlay (median)")?;
     println!("figures: {}  chart: {}", args.json.display(), args.chart.display());
     Ok(())
 }

@@ -1,0 +1,45 @@
+//! `overlay agent --cleanup`: takes this host's overlay apart (uninstall, or recovery
+//! after a crash): the containers' namespaces with their processes, their resolv.conf
+//! files, and the pinned datapath (programs detach, maps are freed). The cluster store
+//! is not touched: the node's records expire with its lease.
+
+use std::path::Path;
+
+use crate::{datapath, dns, netns};
+
+#[derive(Debug, Default)]
+pub struct CleanupReport {
+    pub namespaces: Vec<String>,
+    pub pins_removed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    #[error(transparent)]
+    Netns(#[from] netns::NetnsError),
+    #[error(transparent)]
+    Datapath(#[from] datapath::DatapathError),
+    #[error("listing /run/netns: {0}")]
+    List(std::io::Error),
+}
+
+pub fn cleanup(pin_dir: &Path, netns_prefix: &str) -> Result<CleanupReport, CleanupError> {
+    let mut report = CleanupReport::default();
+    let entries = match std::fs::read_dir("/run/netns") {
+        Ok(entries) => entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(CleanupError::List(e)),
+    };
+    for name in entries.into_iter().filter(|n| !netns_prefix.is_empty() && n.starts_with(netns_prefix)) {
+        let path = netns::path(&name);
+        for pid in netns::pids(&path) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        netns::delete_at(&path)?;
+        let _ = dns::remove_netns_resolv_conf(&name);
+        report.namespaces.push(name);
+    }
+    report.pins_removed = pin_dir.exists();
+    datapath::remove_pins(pin_dir)?;
+    Ok(report)
+}

@@ -1,0 +1,413 @@
+//! The agent's container task: it runs the containers the scheduler placed on this node
+//! and removes those that were removed or moved. For each network of a container: an
+//! address from the cluster IPAM, a veth into the container's namespace, the datapath
+//! entry, and the endpoint published under this node's lease so every host learns it.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use tokio::sync::{Mutex, watch};
+
+use crate::{
+    container::{
+        self, Attachment,
+        record::{self, AttachedNetwork, ContainerRecord, ContainerStatus, State},
+    },
+    datapath::{Datapath, LocalEndpointSpec},
+    dns,
+    endpoint::{self, EndpointRecord},
+    ipam::{Ipam, Release},
+    netlink::Netlink,
+    netns,
+    shutdown::Shutdown,
+    store::{LeaseId, Store, Transact, WatchEvent, WatchUpdate, watch_prefix},
+};
+
+/// Where and how this node runs containers.
+#[derive(Clone, Debug)]
+pub struct ContainerConfig {
+    pub node_id: String,
+    pub node_name: String,
+    /// A container's namespace is /run/netns/PREFIX+NAME (usable with `ip netns exec`).
+    pub netns_prefix: String,
+    /// MTU of container interfaces: the underlay's minus the VXLAN overhead.
+    pub mtu: u32,
+    /// Logs of the containers' commands.
+    pub log_dir: PathBuf,
+}
+
+impl ContainerConfig {
+    pub fn netns_name(&self, container: &str) -> String {
+        format!("{}{container}", self.netns_prefix)
+    }
+}
+
+/// One network of a running container.
+#[derive(Clone, Debug)]
+struct Joined {
+    vni: u32,
+    attachment: Attachment,
+    endpoint: EndpointRecord,
+    network_name: String,
+}
+
+struct Running {
+    record: ContainerRecord,
+    joined: Vec<Joined>,
+    status: ContainerStatus,
+    resolver: Option<dns::Resolver>,
+}
+
+/// The embedded DNS every container gets at 127.0.0.11.
+#[derive(Clone)]
+pub struct DnsWiring {
+    pub view: dns::NameView,
+    pub upstreams: Arc<dns::Upstreams>,
+}
+
+/// Shared with the metrics and the membership record.
+pub type ContainerCount = Arc<std::sync::atomic::AtomicUsize>;
+
+pub struct ContainerTask<S: Store + Transact> {
+    pub store: S,
+    pub ipam: Ipam<S>,
+    pub datapath: Arc<Mutex<Datapath>>,
+    pub host: Netlink,
+    pub lease: watch::Receiver<LeaseId>,
+    pub config: ContainerConfig,
+    pub count: ContainerCount,
+    pub dns: Option<DnsWiring>,
+}
+
+/// A stable 64-hex-digit endpoint ID for a container on a network; its first 12 digits
+/// name the host side of the veth, so they differ between the container's networks.
+pub fn endpoint_id(container_id: &str, network_id: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in container_id.bytes().chain([b'/']).chain(network_id.bytes()) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let tail: String = container_id.chars().filter(char::is_ascii_hexdigit).chain(std::iter::repeat('0')).take(48).collect();
+    format!("{hash:016x}{tail}")
+}
+
+impl<S: Store + Transact> ContainerTask<S> {
+    pub async fn run(mut self, shutdown: Shutdown) {
+        let mut running: BTreeMap<String, Running> = BTreeMap::new();
+        let mut updates = watch_prefix(self.store.clone(), record::CONTAINERS.to_owned(), shutdown.clone());
+        let mut resync = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                update = updates.recv() => match update {
+                    Some(WatchUpdate::Reset(entries)) => {
+                        let wanted: BTreeMap<String, ContainerRecord> = entries
+                            .iter()
+                            .filter_map(|e| parse(&e.key, &e.value))
+                            .filter(|r| r.node_id.as_deref() == Some(self.config.node_id.as_str()))
+                            .map(|r| (r.name.clone(), r))
+                            .collect();
+                        let gone: Vec<String> = running.keys().filter(|n| !wanted.contains_key(*n)).cloned().collect();
+                        for name in gone {
+                            if let Some(r) = running.remove(&name) {
+                                self.remove(r).await;
+                            }
+                        }
+                        for (name, record) in wanted {
+                            if !running.contains_key(&name) {
+                                if let Some(r) = self.start(record).await {
+                                    running.insert(name, r);
+                                }
+                            }
+                        }
+                    }
+                    Some(WatchUpdate::Event(WatchEvent::Put(entry))) => {
+                        let Some(record) = parse(&entry.key, &entry.value) else { continue };
+                        let mine = record.node_id.as_deref() == Some(self.config.node_id.as_str());
+                        match (mine, running.contains_key(&record.name)) {
+                            (true, false) => {
+                                let name = record.name.clone();
+                                if let Some(r) = self.start(record).await {
+                                    running.insert(name, r);
+                                }
+                            }
+                            (false, true) => {
+                                if let Some(r) = running.remove(&record.name) {
+                                    self.remove(r).await;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    Some(WatchUpdate::Event(WatchEvent::Delete { key, .. })) => {
+                        if let Some(name) = key.strip_prefix(record::CONTAINERS) {
+                            if let Some(r) = running.remove(name) {
+                                self.remove(r).await;
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                _ = resync.tick() => self.republish(&running).await,
+                _ = shutdown.wait() => break,
+            }
+            self.count.store(running.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn lease(&self) -> LeaseId {
+        *self.lease.borrow()
+    }
+
+    /// Starts (or, after an agent restart, adopts) a container. Failures are reported in
+    /// its status and leave nothing half-made behind.
+    async fn start(&mut self, record: ContainerRecord) -> Option<Running> {
+        let netns_name = self.config.netns_name(&record.name);
+        let netns_path = netns::path(&netns_name);
+        let adopting = netns_path.exists();
+        let mut joined = Vec::new();
+        let result = self.attach_all(&record, &netns_path, adopting, &mut joined).await;
+        let mut status = ContainerStatus {
+            name: record.name.clone(),
+            node_id: self.config.node_id.clone(),
+            node_name: self.config.node_name.clone(),
+            state: State::Running,
+            message: None,
+            networks: joined
+                .iter()
+                .map(|j| AttachedNetwork {
+                    network: j.network_name.clone(),
+                    network_id: j.endpoint.network_id.clone(),
+                    ip: j.endpoint.ip,
+                    interface: j.attachment.interface.clone(),
+                })
+                .collect(),
+            netns: netns_name.clone(),
+        };
+        if let Err(message) = result {
+            tracing::error!("container {}: {message}", record.name);
+            self.undo(&record, &joined, &netns_path).await;
+            status.state = State::Failed;
+            status.message = Some(message);
+            status.networks.clear();
+            self.write_status(&status).await;
+            return None;
+        }
+        let resolver = self.start_resolver(&record.name, &netns_name);
+        if !adopting && !record.command.is_empty() {
+            if let Err(e) = self.spawn_command(&record, &netns_name) {
+                tracing::warn!("container {}: starting its command failed: {e}", record.name);
+                status.message = Some(format!("command not started: {e}"));
+            }
+        }
+        self.write_status(&status).await;
+        tracing::info!("container {} {} on {} network(s)", record.name, if adopting { "adopted" } else { "started" }, joined.len());
+        Some(Running { record, joined, status, resolver })
+    }
+
+    /// Serves DNS inside the container and points its resolv.conf at it. A container
+    /// without DNS still runs: names are a convenience, not its network.
+    fn start_resolver(&self, name: &str, netns_name: &str) -> Option<dns::Resolver> {
+        let wiring = self.dns.as_ref()?;
+        let resolver = match dns::serve_container(netns_name, name, wiring.view.clone(), wiring.upstreams.clone()) {
+            Ok(resolver) => resolver,
+            Err(error) => {
+                tracing::warn!("container {name}: no DNS: {error}");
+                return None;
+            }
+        };
+        if let Err(error) = dns::write_netns_resolv_conf(netns_name, &dns::container_resolv_conf(&[])) {
+            tracing::warn!("container {name}: resolv.conf not written: {error}");
+        }
+        Some(resolver)
+    }
+
+    async fn attach_all(
+        &mut self,
+        record: &ContainerRecord,
+        netns_path: &Path,
+        adopting: bool,
+        joined: &mut Vec<Joined>,
+    ) -> Result<(), String> {
+        if !adopting {
+            container::create_namespace(netns_path).await.map_err(|e| e.to_string())?;
+        }
+        let inside = if adopting { Some(Netlink::connect_in(netns_path).map_err(|e| e.to_string())?) } else { None };
+        for (index, request) in record.networks.iter().enumerate() {
+            let network = self.ipam.network(&request.network, true).await.map_err(|e| e.to_string())?;
+            let endpoint_id = endpoint_id(&record.id, &network.id);
+            let interface = format!("eth{index}");
+            let host_interface = container::host_interface_name(&endpoint_id);
+            // An adopted container keeps the address it has.
+            let mut requested = request.ip;
+            let mut already_attached = false;
+            if let Some(inside) = &inside {
+                if inside.link_index(&interface).await.map_err(|e| e.to_string())?.is_some()
+                    && self.host.link_index(&host_interface).await.map_err(|e| e.to_string())?.is_some()
+                {
+                    already_attached = true;
+                    let mac = inside.link_mac(&interface).await.map_err(|e| e.to_string())?;
+                    requested = Some(std::net::Ipv4Addr::new(mac[2], mac[3], mac[4], mac[5]));
+                }
+            }
+            let ip = self
+                .ipam
+                .allocate(&network.id, &endpoint_id, &self.config.node_id, self.lease(), requested)
+                .await
+                .map_err(|e| e.to_string())?;
+            let attachment = Attachment {
+                interface,
+                host_interface,
+                ip,
+                prefix_len: network.subnet.prefix_len(),
+                mac: container::mac_for(ip),
+                mtu: self.config.mtu,
+                default_gateway: (index == 0).then_some(network.gateway),
+            };
+            let endpoint = EndpointRecord {
+                id: endpoint_id,
+                network_id: network.id.clone(),
+                node_id: self.config.node_id.clone(),
+                container: record.name.clone(),
+                aliases: record.aliases.clone(),
+                ip,
+                mac: attachment.mac,
+            };
+            // Recorded before the veth exists, so a failure below undoes the allocation.
+            joined.push(Joined { vni: network.vni, attachment: attachment.clone(), endpoint: endpoint.clone(), network_name: network.name.clone() });
+            if !already_attached {
+                container::attach(&self.host, netns_path, &attachment).await.map_err(|e| e.to_string())?;
+            }
+            let spec = local_spec(network.vni, &attachment);
+            self.datapath.lock().await.add_local_endpoint(&spec).map_err(|e| e.to_string())?;
+            self.publish(&endpoint).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn spawn_command(&self, record: &ContainerRecord, netns_name: &str) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.config.log_dir)?;
+        let log = std::fs::File::create(self.config.log_dir.join(format!("{}.log", record.name)))?;
+        let mut command = std::process::Command::new("ip");
+        command
+            .args(["netns", "exec", netns_name])
+            .args(&record.command)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        // Its own process group: the agent's signals are not the container's.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command.spawn()?;
+        // Reap it whenever it exits; it is stopped by `overlay rm`, not by the agent.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        Ok(())
+    }
+
+    async fn publish(&self, endpoint: &EndpointRecord) -> Result<(), crate::store::StoreError> {
+        let value = serde_json::to_vec(endpoint).unwrap_or_default();
+        self.store.put(&endpoint::key(&endpoint.network_id, &endpoint.id), value, Some(self.lease())).await
+    }
+
+    async fn write_status(&self, status: &ContainerStatus) {
+        let value = serde_json::to_vec(status).unwrap_or_default();
+        if let Err(e) = self.store.put(&record::status_key(&status.name), value, Some(self.lease())).await {
+            tracing::warn!("publishing the status of {}: {e}", status.name);
+        }
+    }
+
+    /// Re-publishes what a new lease (after the store lost ours) would have dropped.
+    async fn republish(&self, running: &BTreeMap<String, Running>) {
+        for r in running.values() {
+            for j in &r.joined {
+                match self.store.get(&endpoint::key(&j.endpoint.network_id, &j.endpoint.id)).await {
+                    Ok(Some(entry)) if entry.lease == Some(self.lease()) => {}
+                    Ok(_) => {
+                        if let Err(e) = self.publish(&j.endpoint).await {
+                            tracing::warn!("re-publishing endpoint of {}: {e}", r.record.name);
+                        }
+                        let _ = self
+                            .ipam
+                            .allocate(&j.endpoint.network_id, &j.endpoint.id, &self.config.node_id, self.lease(), Some(j.endpoint.ip))
+                            .await;
+                        self.write_status(&r.status).await;
+                    }
+                    Err(_) => return, // store unreachable: try at the next tick
+                }
+            }
+        }
+    }
+
+    async fn remove(&mut self, running: Running) {
+        let netns_name = self.config.netns_name(&running.record.name);
+        let netns_path = netns::path(&netns_name);
+        if let Some(resolver) = running.resolver {
+            resolver.stop().await;
+        }
+        let _ = dns::remove_netns_resolv_conf(&netns_name);
+        for pid in netns::pids(&netns_path) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        self.undo(&running.record, &running.joined, &netns_path).await;
+        if let Err(e) = self.store.delete(&record::status_key(&running.record.name)).await {
+            tracing::warn!("removing the status of {}: {e}", running.record.name);
+        }
+        tracing::info!("container {} removed", running.record.name);
+    }
+
+    /// Takes down what `attach_all` made, in reverse, ignoring what is already gone.
+    async fn undo(&mut self, record: &ContainerRecord, joined: &[Joined], netns_path: &Path) {
+        for j in joined.iter().rev() {
+            let spec = local_spec(j.vni, &j.attachment);
+            if let Err(e) = self.datapath.lock().await.remove_local_endpoint(&spec) {
+                tracing::warn!("container {}: datapath removal: {e}", record.name);
+            }
+            let _ = self.store.delete(&endpoint::key(&j.endpoint.network_id, &j.endpoint.id)).await;
+            if let Err(e) = container::detach(&self.host, &j.attachment).await {
+                tracing::warn!("container {}: {e}", record.name);
+            }
+            if let Err(e) = self.ipam.release(&j.endpoint.network_id, &Release::Endpoint(j.endpoint.id.clone())).await {
+                tracing::warn!("container {}: releasing {}: {e}", record.name, j.endpoint.ip);
+            }
+        }
+        if let Err(e) = container::delete_namespace(netns_path) {
+            tracing::warn!("container {}: {e}", record.name);
+        }
+    }
+}
+
+fn local_spec(vni: u32, attachment: &Attachment) -> LocalEndpointSpec {
+    LocalEndpointSpec { vni, ip: attachment.ip, mac: attachment.mac, host_interface: attachment.host_interface.clone() }
+}
+
+fn parse(key: &str, value: &[u8]) -> Option<ContainerRecord> {
+    match serde_json::from_slice::<ContainerRecord>(value) {
+        Ok(r) if key.strip_prefix(record::CONTAINERS) == Some(r.name.as_str()) => Some(r),
+        Ok(_) => {
+            tracing::warn!("skipping container record {key}: its name does not match its key");
+            None
+        }
+        Err(e) => {
+            tracing::warn!("skipping malformed container record {key}: {e}");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_ids_are_stable_and_distinct_per_network() {
+        let c = "ab".repeat(32);
+        let a = endpoint_id(&c, "net1");
+        assert_eq!(a, endpoint_id(&c, "net1"));
+        assert_eq!(a.len(), 64);
+        let b = endpoint_id(&c, "net2");
+        assert_ne!(container::host_interface_name(&a), container::host_interface_name(&b));
+    }
+}

@@ -1,0 +1,120 @@
+//! The agent's datapath task: it watches the cluster state and keeps this host's
+//! datapath tables equal to what [`reconcile::desired`] says, applying only changes,
+//! and keeps the DNS names of the cluster's containers current.
+
+use std::{net::Ipv4Addr, sync::Arc, time::Instant};
+
+use tokio::sync::Mutex;
+
+use crate::{
+    agent::reconcile::{self, Change, ClusterState, Tables},
+    cluster::keys as cluster_keys,
+    datapath::{Datapath, DatapathError, NetworkSpec},
+    dns::NameView,
+    shutdown::Shutdown,
+    store::{Store, WatchUpdate, watch_prefix},
+};
+
+/// Control-plane figures for the metrics endpoint.
+#[derive(Clone, Debug, Default)]
+pub struct ConvergenceStats {
+    pub updates: u64,
+    pub changes_applied: u64,
+    pub change_errors: u64,
+    pub last_reconcile_micros: u64,
+    pub remote_endpoints: usize,
+    pub members: usize,
+    pub networks: usize,
+}
+
+/// The tables as the datapath holds them (read once at start: a restarted agent adopts
+/// the pinned maps and only corrects what changed while it was away).
+pub fn read_tables(datapath: &mut Datapath) -> Result<Tables, DatapathError> {
+    let mut tables = Tables::default();
+    for (vni, info) in datapath.networks()? {
+        let spec = NetworkSpec {
+            vni,
+            gateway: Ipv4Addr::from(overlay_common::ipv4_octets(info.gateway)),
+            gateway_mac: info.gateway_mac,
+        };
+        tables.networks.insert(vni, spec);
+    }
+    for remote in datapath.remote_endpoints()? {
+        tables.remotes.insert((remote.vni, remote.ip), remote);
+    }
+    tables.members = datapath.members()?.into_iter().collect();
+    Ok(tables)
+}
+
+fn apply(datapath: &mut Datapath, change: &Change) -> Result<(), DatapathError> {
+    match *change {
+        Change::AddNetwork(spec) => datapath.add_network(spec),
+        Change::RemoveNetwork(vni) => datapath.remove_network(vni),
+        Change::AddRemote(spec) => datapath.add_remote_endpoint(spec),
+        Change::RemoveRemote { vni, ip } => datapath.remove_remote_endpoint(vni, ip),
+        Change::AddMember(vtep) => datapath.add_member(vtep),
+        Change::RemoveMember(vtep) => datapath.remove_member(vtep),
+    }
+}
+
+/// Runs until `shutdown`. The datapath is shared with the container task, which adds
+/// and removes local endpoints.
+pub async fn run<S: Store>(
+    store: S,
+    datapath: Arc<Mutex<Datapath>>,
+    me: String,
+    stats: Arc<std::sync::Mutex<ConvergenceStats>>,
+    names: Option<NameView>,
+    shutdown: Shutdown,
+) -> Result<(), DatapathError> {
+    let mut current = read_tables(&mut *datapath.lock().await)?;
+    let mut state = ClusterState::default();
+    let mut updates = watch_prefix(store, cluster_keys::ROOT.to_owned(), shutdown.clone());
+    while let Some(update) = updates.recv().await {
+        let mut count = 1;
+        absorb(&mut state, update);
+        // Take whatever else is already queued: one reconcile for a burst of events.
+        while let Ok(more) = updates.try_recv() {
+            absorb(&mut state, more);
+            count += 1;
+        }
+        let started = Instant::now();
+        if let Some(view) = &names {
+            let (networks, containers) = state.dns_records();
+            if let Err(error) = view.replace_all(networks, containers) {
+                tracing::warn!("DNS names not updated: {error}");
+            }
+        }
+        let desired = reconcile::desired(&state, &me);
+        let changes = reconcile::changes(&current, &desired);
+        let mut errors = 0;
+        if !changes.is_empty() {
+            let mut datapath = datapath.lock().await;
+            for change in &changes {
+                if let Err(error) = apply(&mut datapath, change) {
+                    errors += 1;
+                    tracing::error!("datapath change {change:?} failed: {error}");
+                }
+            }
+            // Errors leave the tables unknown: read them back so the next update retries.
+            current = if errors == 0 { desired } else { read_tables(&mut datapath)? };
+            tracing::debug!("applied {} datapath changes ({errors} failed)", changes.len());
+        }
+        let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+        s.updates += count;
+        s.changes_applied += changes.len() as u64;
+        s.change_errors += errors;
+        s.last_reconcile_micros = started.elapsed().as_micros() as u64;
+        s.remote_endpoints = current.remotes.len();
+        s.members = current.members.len();
+        s.networks = current.networks.len();
+    }
+    Ok(())
+}
+
+fn absorb(state: &mut ClusterState, update: WatchUpdate) {
+    match update {
+        WatchUpdate::Reset(entries) => *state = ClusterState::from_entries(&entries),
+        WatchUpdate::Event(event) => state.apply(&event),
+    }
+}

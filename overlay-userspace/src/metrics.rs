@@ -1,0 +1,107 @@
+//! The agent's metrics as Prometheus text on a loopback port: datapath counters (per
+//! reason and direction, per network) and control-plane figures. Loopback only: the
+//! endpoint has no authentication, so it refuses any other address.
+
+use std::{fmt::Write as _, net::SocketAddr, sync::Arc};
+
+use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use tokio::sync::Mutex;
+
+use crate::{
+    agent::{container_task::ContainerCount, datapath_task::ConvergenceStats},
+    datapath::{CounterSnapshot, Datapath},
+    shutdown::Shutdown,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("the metrics address {0} is not a loopback address: it has no authentication, use 127.0.0.1:PORT")]
+    NotLoopback(SocketAddr),
+    #[error("listening on {addr}: {source}; pick another port with --metrics-addr")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+#[derive(Clone)]
+pub struct Sources {
+    pub datapath: Arc<Mutex<Datapath>>,
+    pub convergence: Arc<std::sync::Mutex<ConvergenceStats>>,
+    pub containers: ContainerCount,
+}
+
+pub fn check_address(addr: SocketAddr) -> Result<(), MetricsError> {
+    if addr.ip().is_loopback() { Ok(()) } else { Err(MetricsError::NotLoopback(addr)) }
+}
+
+/// Serves `GET /metrics` on `addr` until `shutdown`.
+pub async fn serve(addr: SocketAddr, sources: Sources, shutdown: Shutdown) -> Result<(), MetricsError> {
+    check_address(addr)?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| MetricsError::Bind { addr, source })?;
+    let app = Router::new().route("/metrics", get(metrics)).with_state(sources);
+    let stop = async move { shutdown.wait().await };
+    axum::serve(listener, app).with_graceful_shutdown(stop).await.map_err(|source| MetricsError::Bind { addr, source })
+}
+
+async fn metrics(State(sources): State<Sources>) -> impl IntoResponse {
+    let counters = sources.datapath.lock().await.counters();
+    let convergence = sources.convergence.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let containers = sources.containers.load(std::sync::atomic::Ordering::Relaxed);
+    let body = match counters {
+        Ok(snapshot) => render(&snapshot, &convergence, containers),
+        Err(e) => format!("# datapath counters unavailable: {e}\n"),
+    };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// The Prometheus text exposition of one snapshot.
+pub fn render(snapshot: &CounterSnapshot, convergence: &ConvergenceStats, containers: usize) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP overlay_datapath_packets_total Packets by outcome (reason) and program (direction).");
+    let _ = writeln!(out, "# TYPE overlay_datapath_packets_total counter");
+    for ((reason, direction), c) in &snapshot.by_reason {
+        let _ = writeln!(out, "overlay_datapath_packets_total{{reason=\"{}\",direction=\"{}\"}} {}", reason.name(), direction.name(), c.packets);
+    }
+    let _ = writeln!(out, "# HELP overlay_datapath_bytes_total Bytes by outcome (reason) and program (direction).");
+    let _ = writeln!(out, "# TYPE overlay_datapath_bytes_total counter");
+    for ((reason, direction), c) in &snapshot.by_reason {
+        let _ = writeln!(out, "overlay_datapath_bytes_total{{reason=\"{}\",direction=\"{}\"}} {}", reason.name(), direction.name(), c.bytes);
+    }
+    let _ = writeln!(out, "# HELP overlay_network_packets_total Packets forwarded per network (VNI).");
+    let _ = writeln!(out, "# TYPE overlay_network_packets_total counter");
+    for (vni, c) in &snapshot.by_network {
+        let _ = writeln!(out, "overlay_network_packets_total{{vni=\"{vni}\",direction=\"from-container\"}} {}", c.from_container_packets);
+        let _ = writeln!(out, "overlay_network_packets_total{{vni=\"{vni}\",direction=\"from-underlay\"}} {}", c.from_underlay_packets);
+    }
+    let gauges: [(&str, &str, u64); 7] = [
+        ("overlay_store_updates_total", "Store watch events the agent processed.", convergence.updates),
+        ("overlay_datapath_changes_total", "Datapath table changes applied.", convergence.changes_applied),
+        ("overlay_datapath_change_errors_total", "Datapath table changes that failed.", convergence.change_errors),
+        ("overlay_reconcile_last_microseconds", "Duration of the last reconcile.", convergence.last_reconcile_micros),
+        ("overlay_remote_endpoints", "Remote endpoints programmed.", convergence.remote_endpoints as u64),
+        ("overlay_members", "Member VTEPs programmed.", convergence.members as u64),
+        ("overlay_containers", "Containers running on this node.", containers as u64),
+    ];
+    for (name, help, value) in gauges {
+        let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use overlay_common::{Counter, Direction, Reason};
+
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_refuses_public_addresses() {
+        let mut snapshot = CounterSnapshot::default();
+        snapshot.by_reason.insert((Reason::NotMember, Direction::FromUnderlay), Counter { packets: 3, bytes: 150 });
+        let text = render(&snapshot, &ConvergenceStats { remote_endpoints: 7, ..Default::default() }, 2);
+        assert!(text.contains("overlay_datapath_packets_total{reason=\"drop-not-member\",direction=\"from-underlay\"} 3"));
+        assert!(text.contains("overlay_remote_endpoints 7"));
+        assert!(text.contains("overlay_containers 2"));
+        assert!(check_address("127.0.0.1:9469".parse().unwrap()).is_ok());
+        assert!(check_address("0.0.0.0:9469".parse().unwrap()).is_err());
+    }
+}

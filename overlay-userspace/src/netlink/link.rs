@@ -1,0 +1,107 @@
+//! Links: veth pairs, up, MTU, MAC, lookup and deletion.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use futures_util::TryStreamExt;
+use rtnetlink::{
+    LinkMessageBuilder, LinkUnspec, LinkVeth,
+    packet_route::link::{InfoData, InfoVeth, LinkAttribute},
+};
+
+use super::{Netlink, NetlinkError, request_err};
+
+/// A veth pair whose peer is created directly inside another namespace.
+pub struct VethSpec<'a> {
+    /// Name of the end that stays in this connection's namespace.
+    pub name: &'a str,
+    /// Name of the peer, inside `peer_netns`.
+    pub peer_name: &'a str,
+    pub peer_netns: BorrowedFd<'a>,
+    pub peer_mac: Option<[u8; 6]>,
+    pub mtu: u32,
+}
+
+impl Netlink {
+    /// The index of interface `name`, if it exists (`ip link show NAME`).
+    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetlinkError> {
+        let mut links = self.handle.link().get().match_name(name.to_owned()).execute();
+        match links.try_next().await {
+            Ok(Some(link)) => Ok(Some(link.header.index)),
+            Ok(None) => Ok(None),
+            // The kernel answers ENODEV for an unknown name.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+            Err(source) => Err(NetlinkError::Request { what: format!("looking up {name}"), source }),
+        }
+    }
+
+    /// `ip link add NAME mtu MTU type veth peer name PEER netns NS address MAC mtu MTU`.
+    pub async fn create_veth(&self, spec: &VethSpec<'_>) -> Result<(), NetlinkError> {
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(spec.peer_name.to_owned())
+            .mtu(spec.mtu)
+            .setns_by_fd(spec.peer_netns.as_raw_fd());
+        if let Some(mac) = spec.peer_mac {
+            peer = peer.address(mac.to_vec());
+        }
+        let message = LinkVeth::new(spec.name, spec.peer_name)
+            .mtu(spec.mtu)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+            .build();
+        self.handle
+            .link()
+            .add(message)
+            .execute()
+            .await
+            .map_err(request_err(format!("creating veth {} <-> {}", spec.name, spec.peer_name)))
+    }
+
+    /// `ip link set NAME up`.
+    pub async fn set_up(&self, name: &str) -> Result<(), NetlinkError> {
+        let message = LinkUnspec::new_with_name(name).up().build();
+        self.handle.link().set(message).execute().await.map_err(request_err(format!("setting {name} up")))
+    }
+
+    /// `ip link del NAME` (its veth peer goes with it). Absent is not an error.
+    pub async fn delete_link(&self, name: &str) -> Result<(), NetlinkError> {
+        let Some(index) = self.link_index(name).await? else { return Ok(()) };
+        self.handle.link().del(index).execute().await.map_err(request_err(format!("deleting {name}")))
+    }
+
+    /// The MTU of `name`.
+    pub async fn link_mtu(&self, name: &str) -> Result<u32, NetlinkError> {
+        let mut links = self.handle.link().get().match_name(name.to_owned()).execute();
+        let link = links
+            .try_next()
+            .await
+            .map_err(request_err(format!("reading {name}")))?
+            .ok_or_else(|| NetlinkError::NoSuchLink(name.to_owned()))?;
+        link.attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Mtu(mtu) => Some(*mtu),
+                _ => None,
+            })
+            .ok_or_else(|| NetlinkError::NoAnswer(format!("the MTU of {name}")))
+    }
+
+    /// The MAC address of `name`.
+    pub async fn link_mac(&self, name: &str) -> Result<[u8; 6], NetlinkError> {
+        let mut links = self.handle.link().get().match_name(name.to_owned()).execute();
+        let link = links
+            .try_next()
+            .await
+            .map_err(request_err(format!("reading {name}")))?
+            .ok_or_else(|| NetlinkError::NoSuchLink(name.to_owned()))?;
+        link.attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Address(bytes) if bytes.len() == 6 => {
+                    let mut mac = [0; 6];
+                    mac.copy_from_slice(bytes);
+                    Some(mac)
+                }
+                _ => None,
+            })
+            .ok_or_else(|| NetlinkError::NoAnswer(format!("the MAC of {name}")))
+    }
+}

@@ -1,0 +1,93 @@
+//! Steps 1–9 of the scenario with the product's own commands: etcd, a manager, three
+//! agents; a network created once; two containers placed on different agents that
+//! reach each other across hosts; removal and agent restart.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use overlay_tests::{
+    Lab,
+    cluster::{self, Scratch},
+    cmd,
+    etcd::Etcd,
+    traffic,
+};
+
+/// `overlay ARGS --store URL` in `host`'s namespace; fails with its stderr.
+fn overlay_ok(lab: &Lab, host: &str, store: &str, args: &[&str]) -> anyhow::Result<String> {
+    // The store option goes before a container's command (after `--`).
+    let mut all = args.to_vec();
+    let at = all.iter().position(|a| *a == "--").unwrap_or(all.len());
+    all.splice(at..at, ["--store", store]);
+    let out = cluster::overlay(lab.host(host), &all)?;
+    if !out.status.success() {
+        bail!("overlay {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The container's address and node from `overlay ps`.
+fn ps_line(ps: &str, name: &str) -> Option<(String, String)> {
+    ps.lines().find_map(|l| {
+        let mut cols = l.split_whitespace();
+        let placed = cols.next()?;
+        let (node, n) = placed.split_once('/')?;
+        (n == name).then(|| (node.to_owned(), cols.nth(1).unwrap_or_default().to_owned()))
+    })
+}
+
+#[test]
+fn scenario_without_docker() -> anyhow::Result<()> {
+    let lab = Lab::builder("e2e")
+        .host("store01", "192.168.1.140/24")
+        .host("mgr01", "192.168.1.121/24")
+        .host("agt01", "192.168.1.141/24")
+        .host("agt02", "192.168.1.142/24")
+        .host("agt03", "192.168.1.143/24")
+        .build()?;
+    let scratch = Scratch::new("e2e")?;
+    let _etcd = Etcd::start(lab.host("store01"))?;
+    let store = _etcd.url("my_cluster");
+    let _manager = cluster::start_manager(&scratch, &store, lab.host("mgr01"))?;
+    let mut agents = Vec::new();
+    for name in ["agt01", "agt02", "agt03"] {
+        agents.push(cluster::start_container_agent(&scratch, &store, &lab, name)?);
+    }
+    let all: Vec<&overlay_tests::Host> = ["agt01", "agt02", "agt03"].iter().map(|n| lab.host(n)).collect();
+    cluster::wait_for_list(lab.host("mgr01"), &store, &all, Duration::from_secs(20))?;
+
+    let result = (|| -> anyhow::Result<()> {
+        overlay_ok(&lab, "mgr01", &store, &["network", "create", "--driver", "overlay", "--subnet", "10.0.9.0/24", "my_network"])?;
+        for host in ["mgr01", "agt01", "agt03"] {
+            let ls = overlay_ok(&lab, host, &store, &["network", "ls"])?;
+            assert_eq!(ls.lines().filter(|l| l.contains("my_network")).count(), 1, "{host}: {ls}");
+        }
+        overlay_ok(&lab, "mgr01", &store, &["run", "--name", "busybox01", "--net", "my_network", "--", "sleep", "300"])?;
+        overlay_ok(&lab, "mgr01", &store, &["run", "--name", "busybox02", "--net", "my_network", "--", "sleep", "300"])?;
+        let ps = overlay_ok(&lab, "agt03", &store, &["ps"])?;
+        let (node1, ip1) = ps_line(&ps, "busybox01").context(ps.clone())?;
+        let (node2, _) = ps_line(&ps, "busybox02").context(ps.clone())?;
+        assert_ne!(node1, node2, "spread placed both containers on {node1}: {ps}");
+
+        let ns2 = format!("{}-{node2}-busybox02", lab.prefix);
+        let ip1: std::net::Ipv4Addr = ip1.parse().with_context(|| ps.clone())?;
+        traffic::ping_ok(&ns2, ip1, 3)?;
+
+        // rm: the container's address stops answering at once and is released.
+        overlay_ok(&lab, "agt02", &store, &["rm", "busybox01"])?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while cmd::run(&["ip", "netns", "list"])?.contains(&format!("{}-{node1}-busybox01", lab.prefix)) {
+            if std::time::Instant::now() > deadline {
+                bail!("busybox01's namespace is still there");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let lost = traffic::ping(&ns2, ip1, 2, "0.2")?;
+        assert_eq!(lost.received, 0);
+        let inspect = overlay_ok(&lab, "mgr01", &store, &["network", "inspect", "my_network"])?;
+        assert!(!inspect.contains(&ip1.to_string()), "address still allocated: {inspect}");
+        Ok(())
+    })();
+    let daemons: Vec<&cluster::Daemon> = agents.iter().collect();
+    cluster::report(result, &daemons, "")
+}
