@@ -73,6 +73,12 @@ fn scenario_without_docker() -> anyhow::Result<()> {
         let ip1: std::net::Ipv4Addr = ip1.parse().with_context(|| ps.clone())?;
         traffic::ping_ok(&ns2, ip1, 3)?;
 
+        // Step 9: inside busybox02, `ping busybox01` resolves through the embedded DNS.
+        let ping = overlay_ok(&lab, &node2, &store, &["exec", "busybox02", "--", "ping", "-c", "3", "-i", "0.2", "busybox01"])?;
+        assert!(ping.contains(&format!("({ip1})")) && ping.contains("3 received"), "{ping}");
+        let getent = overlay_ok(&lab, &node2, &store, &["exec", "busybox02", "--", "getent", "hosts", "busybox01.my_network"])?;
+        assert!(getent.starts_with(&ip1.to_string()), "{getent}");
+
         // rm: the container's address stops answering at once and is released.
         overlay_ok(&lab, "agt02", &store, &["rm", "busybox01"])?;
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
