@@ -195,6 +195,8 @@ pub fn agent_args_timed(
     ttl: &str,
     extra: &[&str],
 ) -> Vec<String> {
+    // Each host pins its datapath in its own directory, which the lab removes. No
+    // upstream resolvers: names the overlay does not know are forwarded nowhere.
     let mut args: Vec<String> = [
         "agent",
         "--store",
@@ -209,6 +211,10 @@ pub fn agent_args_timed(
         heartbeat,
         "--ttl",
         ttl,
+        "--pin-dir",
+        host.pin_dir.to_str().unwrap_or_default(),
+        "--upstream-resolv-conf",
+        "/dev/null",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -356,19 +362,8 @@ pub fn container_netns_prefix(lab: &Lab, host: &Host) -> String {
 
 /// The arguments of an agent that runs containers and programs its datapath on `host`.
 pub fn container_agent_args(scratch: &Scratch, store: &str, lab: &Lab, host: &Host) -> anyhow::Result<Vec<String>> {
-    // No upstream resolvers: names the overlay does not know are not forwarded anywhere.
-    let resolv = scratch.path("no-upstreams.conf");
-    std::fs::write(&resolv, "# no nameserver: the lab has no way out\n")?;
-    let extra = [
-        "--pin-dir".to_owned(),
-        host.pin_dir.to_string_lossy().into_owned(),
-        "--netns-prefix".to_owned(),
-        container_netns_prefix(lab, host),
-        "--upstream-resolv-conf".to_owned(),
-        resolv.to_string_lossy().into_owned(),
-    ];
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    Ok(agent_args(store, host, &state_dir(scratch, host), &extra))
+    let prefix = container_netns_prefix(lab, host);
+    Ok(agent_args(store, host, &state_dir(scratch, host), &["--netns-prefix", &prefix]))
 }
 
 /// Starts `host`'s agent with its datapath and container runtime (see

@@ -74,19 +74,6 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     if let Some(addr) = config.metrics {
         crate::metrics::check_address(addr)?;
     }
-    // The datapath comes up before the node joins: a host that cannot forward does not
-    // announce itself. Pinned state of a previous run is adopted, so forwarding goes on.
-    let host = crate::netlink::Netlink::connect()?;
-    let ready = datapath_setup::start(vtep, &config.datapath, &host).await?;
-    tracing::info!(
-        underlay = %ready.underlay_interface,
-        container_mtu = ready.container_mtu,
-        pin_dir = %config.datapath.pin_dir.display(),
-        "datapath attached"
-    );
-    let container_mtu = ready.container_mtu;
-    let datapath = std::sync::Arc::new(tokio::sync::Mutex::new(ready.datapath));
-
     let store = match store::connect(&config.store, config.store_timeout, &shutdown).await {
         Err(StoreError::Stopped) => return Ok(()),
         other => other?,
@@ -127,6 +114,32 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
             Err(error) => return Err(error.into()),
         }
     };
+
+    // The datapath comes up once the node is admitted (a cloned identity is refused
+    // before anything is attached), and a host that cannot forward leaves at once.
+    // Pinned state of a previous run is adopted, so forwarding goes on across restarts.
+    let host = match crate::netlink::Netlink::connect() {
+        Ok(host) => host,
+        Err(error) => {
+            membership.leave().await;
+            return Err(error.into());
+        }
+    };
+    let ready = match datapath_setup::start(vtep, &config.datapath, &host).await {
+        Ok(ready) => ready,
+        Err(error) => {
+            membership.leave().await;
+            return Err(error.into());
+        }
+    };
+    tracing::info!(
+        underlay = %ready.underlay_interface,
+        container_mtu = ready.container_mtu,
+        pin_dir = %config.datapath.pin_dir.display(),
+        "datapath attached"
+    );
+    let container_mtu = ready.container_mtu;
+    let datapath = std::sync::Arc::new(tokio::sync::Mutex::new(ready.datapath));
 
     // The tasks stop on the operator's signal, or when one of them fails (the others
     // then clean up as on a signal).
