@@ -34,9 +34,18 @@ where
     T: Send,
     F: FnOnce() -> T + Send,
 {
-    let path = path(name);
-    let file = File::open(&path)
-        .map_err(|source| NetnsError::Open { name: name.to_owned(), path: path.clone(), source })?;
+    run_in_path(&path(name), f)
+}
+
+/// [`run_in`] for a namespace at any path.
+pub fn run_in_path<T, F>(path: &Path, f: F) -> Result<T, NetnsError>
+where
+    T: Send,
+    F: FnOnce() -> T + Send,
+{
+    let name = &path.display().to_string();
+    let file = File::open(path)
+        .map_err(|source| NetnsError::Open { name: name.to_owned(), path: path.to_owned(), source })?;
     std::thread::scope(|scope| {
         scope
             .spawn(move || {
@@ -103,4 +112,22 @@ pub fn pids(path: &Path) -> Vec<i32> {
                 .is_ok_and(|m| m.ino() == target.ino() && m.dev() == target.dev())
         })
         .collect()
+}
+
+/// Turns IPv6 off for the interfaces of the calling thread's namespace (`sysctl -w
+/// net.ipv6.conf.{all,default}.disable_ipv6=1`): the overlay carries IPv4, and IPv6
+/// neighbour discovery would only be dropped by the datapath. Hosts without IPv6
+/// support have nothing to turn off.
+pub fn disable_ipv6_here(interface: Option<&str>) -> std::io::Result<()> {
+    let names: Vec<&str> = match interface {
+        Some(name) => vec![name],
+        None => vec!["all", "default"],
+    };
+    for name in names {
+        match std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1") {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+    }
+    Ok(())
 }

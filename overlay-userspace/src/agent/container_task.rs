@@ -281,7 +281,16 @@ impl<S: Store + Transact> ContainerTask<S> {
                 container::attach(&self.host, netns_path, &attachment).await.map_err(|e| e.to_string())?;
             }
             let spec = local_spec(network.vni, &attachment);
-            self.datapath.lock().await.add_local_endpoint(&spec).map_err(|e| e.to_string())?;
+            {
+                // The network goes in first, so the container's first packet finds it; the
+                // datapath task removes it when no local container is left on it.
+                let mut datapath = self.datapath.lock().await;
+                let gateway_mac = container::mac_for(network.gateway);
+                datapath
+                    .add_network(crate::datapath::NetworkSpec { vni: network.vni, gateway: network.gateway, gateway_mac })
+                    .map_err(|e| e.to_string())?;
+                datapath.add_local_endpoint(&spec).map_err(|e| e.to_string())?;
+            }
             self.publish(&endpoint).await.map_err(|e| e.to_string())?;
         }
         Ok(())

@@ -30,20 +30,23 @@ pub struct ConvergenceStats {
 /// The tables as the datapath holds them (read once at start: a restarted agent adopts
 /// the pinned maps and only corrects what changed while it was away).
 pub fn read_tables(datapath: &mut Datapath) -> Result<Tables, DatapathError> {
-    let mut tables = Tables::default();
-    for (vni, info) in datapath.networks()? {
-        let spec = NetworkSpec {
-            vni,
-            gateway: Ipv4Addr::from(overlay_common::ipv4_octets(info.gateway)),
-            gateway_mac: info.gateway_mac,
-        };
-        tables.networks.insert(vni, spec);
-    }
+    let mut tables = Tables { networks: read_networks(datapath)?, ..Tables::default() };
     for remote in datapath.remote_endpoints()? {
         tables.remotes.insert((remote.vni, remote.ip), remote);
     }
     tables.members = datapath.members()?.into_iter().collect();
     Ok(tables)
+}
+
+fn read_networks(datapath: &mut Datapath) -> Result<std::collections::BTreeMap<u32, NetworkSpec>, DatapathError> {
+    Ok(datapath
+        .networks()?
+        .into_iter()
+        .map(|(vni, info)| {
+            let gateway = Ipv4Addr::from(overlay_common::ipv4_octets(info.gateway));
+            (vni, NetworkSpec { vni, gateway, gateway_mac: info.gateway_mac })
+        })
+        .collect())
 }
 
 fn apply(datapath: &mut Datapath, change: &Change) -> Result<(), DatapathError> {
@@ -85,7 +88,25 @@ pub async fn run<S: Store>(
                 tracing::warn!("DNS names not updated: {error}");
             }
         }
-        let desired = reconcile::desired(&state, &me);
+        let mut desired = reconcile::desired(&state, &me);
+        // The container task adds a container's network itself (so its first packet
+        // finds it), before its endpoint comes back through the store: the networks
+        // table is read back each time (it is small), and a network with a container
+        // here stays even if the store has not said so yet.
+        {
+            let mut datapath = datapath.lock().await;
+            match (read_networks(&mut datapath), datapath.local_vnis()) {
+                (Ok(networks), Ok(local)) => {
+                    for vni in local {
+                        if let Some(spec) = networks.get(&vni) {
+                            desired.networks.entry(vni).or_insert(*spec);
+                        }
+                    }
+                    current.networks = networks;
+                }
+                (Err(error), _) | (_, Err(error)) => tracing::warn!("reading the datapath tables: {error}"),
+            }
+        }
         let changes = reconcile::changes(&current, &desired);
         let mut errors = 0;
         if !changes.is_empty() {

@@ -56,6 +56,8 @@ pub fn host_interface_name(endpoint_id: &str) -> String {
 /// Creates the container's namespace at `netns_path` (like `ip netns add`) with `lo` up.
 pub async fn create_namespace(netns_path: &Path) -> Result<(), ContainerError> {
     netns::create_at(netns_path)?;
+    netns::run_in_path(netns_path, || netns::disable_ipv6_here(None))?
+        .map_err(|source| NetnsError::Create { path: netns_path.to_owned(), source })?;
     let inside = Netlink::connect_in(netns_path)?;
     inside.set_up("lo").await?;
     Ok(())
@@ -83,6 +85,8 @@ pub async fn attach(host: &Netlink, netns_path: &Path, attachment: &Attachment) 
         mtu: attachment.mtu,
     })
     .await?;
+    netns::disable_ipv6_here(Some(&attachment.host_interface))
+        .map_err(|source| NetnsError::Create { path: PathBuf::from(&attachment.host_interface), source })?;
     host.set_up(&attachment.host_interface).await?;
     let inside = Netlink::connect_in(netns_path)?;
     inside.add_ipv4(&attachment.interface, attachment.ip, attachment.prefix_len).await?;

@@ -179,6 +179,15 @@ impl Datapath {
         self.detach_container_interface(&spec.host_interface)
     }
 
+    /// The VNIs that have a container on this host.
+    pub fn local_vnis(&mut self) -> Result<std::collections::BTreeSet<u32>, DatapathError> {
+        let map = self.hash_map::<EndpointKey, LocalEndpoint>(map_names::LOCAL_ENDPOINTS)?;
+        map.keys()
+            .map(|key| key.map(|k| k.vni))
+            .collect::<Result<_, _>>()
+            .map_err(map_err(map_names::LOCAL_ENDPOINTS))
+    }
+
     /// Adds (or moves) a container on another host.
     pub fn add_remote_endpoint(&mut self, spec: RemoteEndpointSpec) -> Result<(), DatapathError> {
         let key = EndpointKey { vni: spec.vni, ip: ipv4_key(spec.ip.octets()) };
