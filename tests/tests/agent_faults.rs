@@ -1,0 +1,145 @@
+//! The agent's faults: forwarding goes on while it is killed and restarted and while the
+//! store is down; a dead host's containers leave every peer's tables when its lease
+//! expires; `--cleanup` takes a host's overlay apart.
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use overlay_tests::{
+    Lab,
+    cluster::{self, Daemon, Scratch},
+    cmd,
+    etcd::Etcd,
+    traffic,
+};
+
+fn overlay_ok(lab: &Lab, host: &str, store: &str, args: &[&str]) -> anyhow::Result<String> {
+    let mut all = args.to_vec();
+    let at = all.iter().position(|a| *a == "--").unwrap_or(all.len());
+    all.splice(at..at, ["--store", store]);
+    let out = cluster::overlay(lab.host(host), &all)?;
+    if !out.status.success() {
+        bail!("overlay {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `overlay run --node NODE`, returning the container's namespace and address.
+fn run_on(lab: &Lab, store: &str, node: &str, name: &str) -> anyhow::Result<(String, std::net::Ipv4Addr)> {
+    let out = overlay_ok(lab, node, store, &["run", "--name", name, "--net", "net1", "--node", node, "--", "sleep", "600"])?;
+    let ip = out.split_whitespace().last().context("no address printed")?.parse()?;
+    Ok((format!("{}-{node}-{name}", lab.prefix), ip))
+}
+
+#[test]
+fn forwarding_survives_agent_restart_store_outage_and_host_death() -> anyhow::Result<()> {
+    let lab = Lab::builder("faults")
+        .host("store01", "192.168.1.140/24")
+        .host("agt01", "192.168.1.141/24")
+        .host("agt02", "192.168.1.142/24")
+        .host("agt03", "192.168.1.143/24")
+        .build()?;
+    let scratch = Scratch::new("faults")?;
+    let mut etcd = Etcd::start(lab.host("store01"))?;
+    let store = etcd.url("faults");
+    let _manager = cluster::start_manager(&scratch, &store, lab.host("store01"))?;
+    let mut agents: Vec<Daemon> = Vec::new();
+    for name in ["agt01", "agt02", "agt03"] {
+        agents.push(cluster::start_container_agent(&scratch, &store, &lab, name)?);
+    }
+    let hosts: Vec<&overlay_tests::Host> = ["agt01", "agt02", "agt03"].iter().map(|n| lab.host(n)).collect();
+    cluster::wait_for_list(lab.host("store01"), &store, &hosts, Duration::from_secs(20))?;
+
+    let result = (|| -> anyhow::Result<()> {
+        overlay_ok(&lab, "agt01", &store, &["network", "create", "--subnet", "10.0.7.0/24", "net1"])?;
+        let (_, ip1) = run_on(&lab, &store, "agt01", "c1")?;
+        let (ns2, _) = run_on(&lab, &store, "agt02", "c2")?;
+        let (_, ip3) = run_on(&lab, &store, "agt03", "c3")?;
+        traffic::ping_ok(&ns2, ip1, 2)?;
+
+        // 1. A continuous flow c2 -> c1 while agt01's agent is SIGKILLed and restarted.
+        let flow = Command::new("ip")
+            .args(["netns", "exec", &ns2, "ping", "-q", "-c", "600", "-i", "0.01", "-W", "1", &ip1.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        std::thread::sleep(Duration::from_millis(1000));
+        agents[0].kill()?;
+        std::thread::sleep(Duration::from_millis(1500));
+        agents[0] = cluster::start_container_agent(&scratch, &store, &lab, "agt01")?;
+        let out = flow.wait_with_output()?;
+        let summary = String::from_utf8_lossy(&out.stdout);
+        assert!(summary.contains("600 received"), "packets lost across the agent restart: {summary}");
+        // The restarted agent adopted its container: it still answers, and rm works.
+        traffic::ping_ok(&ns2, ip1, 2)?;
+
+        // 2. The store goes away: forwarding goes on with the last known state.
+        etcd.stop()?;
+        traffic::ping_ok(&ns2, ip1, 5)?;
+        traffic::ping_ok(&ns2, ip3, 5)?;
+        etcd.start_again()?;
+        // ...and after it returns, a new container converges without operator action.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (ns4, ip4) = loop {
+            match run_on(&lab, &store, "agt01", "c4") {
+                Ok(found) => break found,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("run after the store came back: {e:#}; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        traffic::ping_ok(&ns2, ip4, 2)?;
+        traffic::ping_ok(&ns4, ip1, 2)?;
+
+        // 3. agt03 dies: when its lease expires its container leaves agt02's tables.
+        agents[2].kill()?;
+        let started = Instant::now();
+        loop {
+            let reply = traffic::ping(&ns2, ip3, 1, "0.2")?;
+            if reply.received == 0 {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(cluster::TTL_SECS + 10) {
+                bail!("c3 of the dead agt03 is still reachable after {:?}", started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        assert!(started.elapsed() >= Duration::from_secs(1), "removed before its lease could expire");
+        Ok(())
+    })();
+    let daemons: Vec<&Daemon> = agents.iter().collect();
+    cluster::report(result, &daemons, &etcd.logs())
+}
+
+#[test]
+fn cleanup_removes_namespaces_and_pins() -> anyhow::Result<()> {
+    let lab = Lab::builder("cleanup").host("store01", "192.168.1.140/24").host("agt01", "192.168.1.141/24").build()?;
+    let scratch = Scratch::new("cleanup")?;
+    let etcd = Etcd::start(lab.host("store01"))?;
+    let store = etcd.url("cleanup");
+    let mut agent = cluster::start_container_agent(&scratch, &store, &lab, "agt01")?;
+    cluster::wait_for_list(lab.host("store01"), &store, &[lab.host("agt01")], Duration::from_secs(20))?;
+    let host = lab.host("agt01").clone();
+    let result = (|| -> anyhow::Result<()> {
+        overlay_ok(&lab, "agt01", &store, &["network", "create", "--subnet", "10.0.6.0/24", "net1"])?;
+        let (ns, _) = run_on(&lab, &store, "agt01", "c1")?;
+        agent.terminate()?;
+        assert!(cmd::run(&["ip", "netns", "list"])?.contains(&ns));
+        assert!(host.pin_dir.join("links/underlay").exists());
+
+        let prefix = cluster::container_netns_prefix(&lab, &host);
+        let pin_dir = host.pin_dir.to_string_lossy().into_owned();
+        let out = cluster::overlay(&host, &["agent", "--cleanup", "--advertise", &host.ip.to_string(), "--pin-dir", &pin_dir, "--netns-prefix", &prefix])?;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!cmd::run(&["ip", "netns", "list"])?.contains(&ns), "the container namespace is still there");
+        assert!(!host.pin_dir.exists(), "the pins are still there");
+        let tcx = cmd::run_in(&host.ns, &["bpftool", "net", "show", "dev", "eth0"])?;
+        assert!(!tcx.contains("overlay_from_underlay"), "the underlay program is still attached: {tcx}");
+        Ok(())
+    })();
+    cluster::report(result, &[&agent], "")
+}
