@@ -7,6 +7,7 @@
 //! namespace or the machine's interfaces. Everything is deleted when the lab is dropped,
 //! whether the test passed, failed or panicked.
 
+pub mod agent_bench;
 pub mod bench;
 pub mod bin;
 pub mod cluster;

@@ -2,7 +2,11 @@
 //! datapath tables equal to what [`reconcile::desired`] says, applying only changes,
 //! and keeps the DNS names of the cluster's containers current.
 
-use std::{net::Ipv4Addr, sync::Arc, time::Instant};
+use std::{
+    net::Ipv4Addr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::sync::Mutex;
 
@@ -73,13 +77,22 @@ pub async fn run<S: Store>(
     let mut current = read_tables(&mut *datapath.lock().await)?;
     let mut state = ClusterState::default();
     let mut updates = watch_prefix(store, cluster_keys::ROOT.to_owned(), shutdown.clone());
+    // A reconcile costs time in proportion to the cluster's size: after one, events
+    // gather for as long as it took (2 to 50 ms) so a burst costs a few reconciles, not
+    // one per event, while a lone change still lands within milliseconds.
+    let mut pause = Duration::from_millis(2);
     while let Some(update) = updates.recv().await {
         let mut count = 1;
         absorb(&mut state, update);
-        // Take whatever else is already queued: one reconcile for a burst of events.
-        while let Ok(more) = updates.try_recv() {
-            absorb(&mut state, more);
-            count += 1;
+        let gather_until = tokio::time::Instant::now() + pause;
+        loop {
+            match tokio::time::timeout_at(gather_until, updates.recv()).await {
+                Ok(Some(more)) => {
+                    absorb(&mut state, more);
+                    count += 1;
+                }
+                Ok(None) | Err(_) => break,
+            }
         }
         let started = Instant::now();
         if let Some(view) = &names {
@@ -121,6 +134,7 @@ pub async fn run<S: Store>(
             current = if errors == 0 { desired } else { read_tables(&mut datapath)? };
             tracing::debug!("applied {} datapath changes ({errors} failed)", changes.len());
         }
+        pause = started.elapsed().clamp(Duration::from_millis(2), Duration::from_millis(50));
         let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
         s.updates += count;
         s.changes_applied += changes.len() as u64;

@@ -15,6 +15,7 @@ mod attach;
 mod bpffs;
 mod counters;
 mod error;
+mod pinned;
 mod tables;
 
 use std::{
@@ -28,6 +29,7 @@ use overlay_common::{HostConfig, ipv4_key, map_names, program_names};
 pub use bpffs::{DEFAULT_BPFFS, ensure_bpffs};
 pub use counters::{CounterSnapshot, NetworkCounters, read_pinned_counters};
 pub use error::DatapathError;
+pub use pinned::PinnedRemotes;
 pub use tables::{LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec};
 
 /// The object file built from overlay-ebpf by this crate's build script.

@@ -15,6 +15,12 @@ struct Args {
     /// Where to write the figures as JSON (one record per path and metric).
     #[arg(long, default_value = "bench-results/bench.json")]
     json: PathBuf,
+    /// Only the control-plane figures (agents, IPAM), not the datapath.
+    #[arg(long)]
+    control_plane_only: bool,
+    /// Container starts measured for convergence.
+    #[arg(long)]
+    starts: Option<usize>,
     /// Where to write the chart of ratios to the underlay (SVG).
     #[arg(long, default_value = "bench-results/bench.svg")]
     chart: PathBuf,
@@ -27,16 +33,49 @@ fn main() -> anyhow::Result<()> {
     } else {
         Options { runs: 9, tcp_seconds: 5, udp_seconds: 3, pings: 300 }
     };
-    eprintln!("datapath benchmark: {} rounds", options.runs);
-    let records = bench::run(&options)?;
-    print!("{}", bench::table(&records));
-    let scale = overlay_tests::scale::remote_endpoints(10_000)?;
-    println!(
-        "datapath tables: {} remote endpoints programmed in {:.3} s ({:.0}/s), removed in {:.3} s",
-        scale.endpoints, scale.program_seconds, scale.endpoints_per_second, scale.remove_seconds
-    );
     let mut sections = serde_json::Map::new();
-    sections.insert("datapath_tables".into(), serde_json::to_value(&scale)?);
+    let records = if args.control_plane_only {
+        Vec::new()
+    } else {
+        eprintln!("datapath benchmark: {} rounds", options.runs);
+        let records = bench::run(&options)?;
+        print!("{}", bench::table(&records));
+        let scale = overlay_tests::scale::remote_endpoints(10_000)?;
+        println!(
+            "datapath tables: {} remote endpoints programmed in {:.3} s ({:.0}/s), removed in {:.3} s",
+            scale.endpoints, scale.program_seconds, scale.endpoints_per_second, scale.remove_seconds
+        );
+        sections.insert("datapath_tables".into(), serde_json::to_value(&scale)?);
+        records
+    };
+
+    let starts = args.starts.unwrap_or(100);
+    let (convergence, agent_scale) = overlay_tests::agent_bench::run(starts, 10_000)?;
+    println!(
+        "convergence over {} starts: endpoint published -> programmed on the peer p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+         `overlay run` -> programmed on the peer p50 {:.1} ms, p99 {:.1} ms",
+        convergence.starts,
+        convergence.publish_to_peer_ms.p50,
+        convergence.publish_to_peer_ms.p99,
+        convergence.publish_to_peer_ms.max,
+        convergence.run_to_peer_ms.p50,
+        convergence.run_to_peer_ms.p99
+    );
+    println!(
+        "agent scale: {} remote endpoints written in {:.2} s, all programmed {:.3} s after the last write ({:.2} s in all); agent RSS {:.1} MiB ({:.1} MiB before)",
+        agent_scale.endpoints,
+        agent_scale.store_write_seconds,
+        agent_scale.program_after_last_write_seconds,
+        agent_scale.total_seconds,
+        agent_scale.agent_rss_mib,
+        agent_scale.agent_rss_before_mib
+    );
+    sections.insert("convergence".into(), serde_json::to_value(&convergence)?);
+    sections.insert("agent_scale".into(), serde_json::to_value(&agent_scale)?);
+
+    let ipam = overlay_tests::ipam_bench::run(10, if args.quick { 50 } else { 200 }, 1)?;
+    println!("{ipam}");
+    sections.insert("ipam".into(), serde_json::to_value(&ipam)?);
     bench::write_outputs(&records, sections, &args.json, &args.chart, "Ratio to the raw underlay (median)")?;
     println!("figures: {}  chart: {}", args.json.display(), args.chart.display());
     Ok(())

@@ -1,0 +1,38 @@
+//! Read-only access to the tables of a datapath that another process (the agent)
+//! runs, through its pins: for `overlay stats`-like tools and benchmarks.
+
+use std::{net::Ipv4Addr, path::Path};
+
+use aya::maps::{HashMap, Map, MapData};
+use overlay_common::{EndpointKey, RemoteEndpoint, ipv4_key, map_names};
+
+use super::DatapathError;
+
+/// The remote endpoint table of a running datapath.
+pub struct PinnedRemotes {
+    map: HashMap<MapData, EndpointKey, RemoteEndpoint>,
+}
+
+impl PinnedRemotes {
+    /// Opens `PIN_DIR/maps/OVL_REMOTE_EPS` (like `bpftool map show pinned ...`).
+    pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
+        let path = pin_dir.join("maps").join(map_names::REMOTE_ENDPOINTS);
+        let data = MapData::from_pin(&path).map_err(|source| DatapathError::Pinned { path, source })?;
+        let map = HashMap::try_from(Map::HashMap(data))
+            .map_err(|source| DatapathError::Map { map: map_names::REMOTE_ENDPOINTS, source })?;
+        Ok(PinnedRemotes { map })
+    }
+
+    pub fn contains(&self, vni: u32, ip: Ipv4Addr) -> bool {
+        self.map.get(&EndpointKey { vni, ip: ipv4_key(ip.octets()) }, 0).is_ok()
+    }
+
+    /// Entries now (walks the table).
+    pub fn len(&self) -> usize {
+        self.map.keys().filter(Result::is_ok).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
