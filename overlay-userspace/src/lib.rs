@@ -5,6 +5,7 @@ pub mod agent;
 pub mod cluster;
 pub mod container;
 pub mod datapath;
+pub mod docker;
 pub mod endpoint;
 pub mod dns;
 pub mod ipam;

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod datapath;
 pub mod dns;
+pub mod docker;
 pub mod dns_load;
 pub mod etcd;
 pub mod ipam;

@@ -13,7 +13,8 @@ use crate::run;
 /// Debian packages: iproute2 (namespaces, veth, bridge, vxlan), etcd-server (the
 /// cluster store in tests), iperf3 and iputils-ping (traffic), bpftool and tcpdump
 /// (inspection), dnsutils (dig), protobuf-compiler (etcd-client's build needs protoc),
-/// openssl (the store TLS tests make their CA with it).
+/// openssl (the store TLS tests make their CA with it), docker.io and busybox-static
+/// (the Docker plugin tests run dockerd with a busybox image made by `docker import`).
 const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "etcd-server",
@@ -24,6 +25,8 @@ const APT_PACKAGES: &[&str] = &[
     "dnsutils",
     "protobuf-compiler",
     "openssl",
+    "docker.io",
+    "busybox-static",
 ];
 
 pub fn all(root: &Path) -> anyhow::Result<()> {

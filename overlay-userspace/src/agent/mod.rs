@@ -39,6 +39,10 @@ pub struct AgentConfig {
     pub metrics: Option<std::net::SocketAddr>,
     /// The resolv.conf whose nameservers the containers' DNS forwards to.
     pub upstream_resolv_conf: PathBuf,
+    /// The Docker network and IPAM plugin; `None`: off. Its MTU is set by the agent.
+    pub docker: Option<crate::docker::PluginConfig>,
+    /// Where the plugin serves cluster names to dockerd's resolver (loopback).
+    pub docker_dns: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +53,8 @@ pub enum AgentError {
     DatapathTask(#[from] crate::datapath::DatapathError),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    Docker(#[from] crate::docker::DockerError),
     #[error(transparent)]
     Netlink(#[from] crate::netlink::NetlinkError),
     #[error("the overlay's underlay is IPv4: --advertise {0} is not an IPv4 address")]
@@ -150,6 +156,7 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     let containers = container_task::ContainerCount::default();
     membership.count_containers(containers.clone());
     let lease = membership.lease();
+    let docker_lease = membership.lease();
     tasks.spawn({
         let shutdown = tasks_shutdown.clone();
         async move { ("membership", membership.run(shutdown).await.map_err(AgentError::from)) }
@@ -163,6 +170,26 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
             crate::dns::Upstreams::new(Vec::new(), std::time::Duration::from_secs(2))
         }
     };
+    let upstreams = std::sync::Arc::new(upstreams);
+    if let Some(mut plugin) = config.docker.clone() {
+        plugin.mtu = container_mtu;
+        let dns = match config.docker_dns {
+            Some(listen) => Some(crate::docker::DockerDns { sockets: crate::docker::bind_dns(listen)?, upstreams: upstreams.clone() }),
+            None => None,
+        };
+        let backend = crate::docker::Backend {
+            store: store.clone(),
+            ipam: crate::ipam::Ipam::new(store.clone()),
+            datapath: datapath.clone(),
+            host: host.clone(),
+            node_id: node_id.clone(),
+            node_name: node_name.clone(),
+            lease: docker_lease,
+            dns,
+        };
+        let shutdown = tasks_shutdown.clone();
+        tasks.spawn(async move { ("docker", crate::docker::serve(plugin, backend, shutdown).await.map_err(AgentError::from)) });
+    }
     let convergence = std::sync::Arc::new(std::sync::Mutex::new(datapath_task::ConvergenceStats::default()));
     tasks.spawn({
         let (store, datapath, me, stats, names) =
@@ -184,7 +211,7 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
             log_dir: config.state_dir.join("logs"),
         },
         count: containers.clone(),
-        dns: Some(container_task::DnsWiring { view: names.clone(), upstreams: std::sync::Arc::new(upstreams) }),
+        dns: Some(container_task::DnsWiring { view: names.clone(), upstreams: upstreams.clone() }),
     };
     tasks.spawn({
         let shutdown = tasks_shutdown.clone();

@@ -49,6 +49,24 @@ pub struct AgentArgs {
     /// The resolv.conf whose nameservers containers' DNS queries are forwarded to.
     #[arg(long, default_value = "/etc/resolv.conf")]
     pub upstream_resolv_conf: PathBuf,
+    /// Serve the Docker network and IPAM plugin (docs/docker.md).
+    #[arg(long)]
+    pub docker: bool,
+    /// The plugin's name: `docker network create -d NAME --ipam-driver NAME`.
+    #[arg(long, default_value = overlay::docker::DEFAULT_NAME)]
+    pub docker_plugin: String,
+    /// The plugin socket (default /run/docker/plugins/NAME.sock, where dockerd looks).
+    #[arg(long)]
+    pub docker_plugin_socket: Option<PathBuf>,
+    /// dockerd's API socket (container and network names, networks on other hosts).
+    #[arg(long, default_value = overlay::docker::DEFAULT_DOCKER_SOCKET)]
+    pub docker_socket: PathBuf,
+    /// Loopback address where cluster names are served to dockerd's resolver ("off": none).
+    #[arg(long, default_value = "127.0.0.77:53")]
+    pub docker_dns: String,
+    /// The plugin's local state.
+    #[arg(long, default_value = overlay::docker::DEFAULT_STATE_DIR)]
+    pub docker_state_dir: PathBuf,
     /// Remove what the agent made on this host (container namespaces, pinned datapath)
     /// and exit, instead of running.
     #[arg(long)]
@@ -74,6 +92,27 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             Some(addr)
         }
     };
+    let docker = if args.docker {
+        let mut plugin = overlay::docker::PluginConfig::new(&args.docker_plugin, 1450);
+        if let Some(socket) = args.docker_plugin_socket.clone() {
+            plugin.socket = socket;
+        }
+        plugin.docker_socket = Some(args.docker_socket.clone());
+        plugin.state_dir = args.docker_state_dir.clone();
+        plugin.validate()?;
+        Some(plugin)
+    } else {
+        None
+    };
+    let docker_dns = match (args.docker, args.docker_dns.as_str()) {
+        (false, _) | (true, "off") => None,
+        (true, addr) => {
+            let addr: std::net::SocketAddr =
+                addr.parse().map_err(|_| anyhow::anyhow!("--docker-dns {addr:?}: use a loopback IP:PORT, or off"))?;
+            anyhow::ensure!(addr.ip().is_loopback(), "--docker-dns {addr}: only a loopback address (it has no authentication)");
+            Some(addr)
+        }
+    };
     // Everything is validated before the first write (identity file, store).
     let config = AgentConfig {
         store: args.store.config()?,
@@ -91,6 +130,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         netns_prefix: args.netns_prefix,
         metrics,
         upstream_resolv_conf: args.upstream_resolv_conf,
+        docker,
+        docker_dns,
     };
     // glibc gives each thread its own malloc arena; a daemon with a handful of threads
     // and bursty allocations keeps far more resident than it uses. Two arenas suffice.

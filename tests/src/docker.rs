@@ -1,0 +1,449 @@
+//! Docker on simulated hosts: a real dockerd (Debian's docker.io) per lab host, and an
+//! in-process "agent" per host (store session with a lease, eBPF datapath following
+//! the store, and the Docker plugin) running on a tokio runtime whose threads live in
+//! the host's namespace.
+//!
+//! Each dockerd runs inside its host's network namespace and a mount namespace of its
+//! own, where its plugin directory (/run/docker/plugins) and its /etc/resolv.conf are
+//! this test's files: two dockerds on one machine each find their own host's plugin,
+//! and forward the names they do not know to their own host's resolver. dockerd runs
+//! with `--iptables=false --ip-masq=false --bridge=none`: no NAT, no bridge, no route
+//! to the machine's interfaces. Images come from `docker import` of a busybox-static
+//! root filesystem; nothing is pulled.
+
+use std::{
+    fs::File,
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddr},
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use overlay::{
+    agent::datapath_task,
+    cluster::{NodeRecord, keys as cluster_keys},
+    datapath::{Datapath, DatapathConfig, ensure_bpffs},
+    dns::{NameView, Upstreams},
+    docker::{self, Backend, DockerDns, PluginConfig},
+    ipam::Ipam,
+    netlink::Netlink,
+    netns,
+    shutdown::{self, Shutdown, Trigger},
+    store::{self, AnyStore, LeaseId, Store, StoreConfig, TlsFiles},
+};
+use tokio::sync::{Mutex, watch};
+
+use crate::{
+    cmd,
+    etcd::tail,
+    lab::{BPFFS, Host},
+};
+
+/// The image every Docker test container runs.
+pub const IMAGE: &str = "ovt-busybox:latest";
+/// Where each host's plugin serves dockerd's embedded DNS (inside the host namespace).
+pub const DNS_LISTEN: &str = "127.0.0.77:53";
+/// The plugin's name (its default), as `docker network create -d` takes it.
+pub const PLUGIN: &str = docker::DEFAULT_NAME;
+/// Container MTU: the lab's 1500-byte underlay minus VXLAN.
+pub const MTU: u32 = 1450;
+
+/// Debian's docker CLI (Docker 20.10, like the daemon), else whatever `docker` is.
+fn docker_cli() -> &'static str {
+    if Path::new("/usr/bin/docker").exists() { "/usr/bin/docker" } else { "docker" }
+}
+
+/// A busybox root filesystem as a tar file in `dir`: /bin/busybox (busybox-static) and
+/// the applets the tests use.
+pub fn busybox_rootfs(dir: &Path) -> anyhow::Result<PathBuf> {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists() {
+        bail!("/bin/busybox not found: install Debian's busybox-static");
+    }
+    let root = dir.join("rootfs");
+    for sub in ["bin", "etc", "tmp", "proc", "sys", "dev"] {
+        std::fs::create_dir_all(root.join(sub))?;
+    }
+    std::fs::copy(busybox, root.join("bin/busybox"))?;
+    for applet in ["sh", "ping", "nslookup", "sleep", "cat", "ip", "hostname", "true"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
+    }
+    let tar = dir.join("rootfs.tar");
+    cmd::run(&["tar", "-C", root.to_str().context("temp path")?, "-cf", tar.to_str().context("temp path")?, "."])?;
+    Ok(tar)
+}
+
+/// A dockerd on a lab host. Stopped (containers removed first) on drop.
+pub struct Dockerd {
+    pub host: String,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    /// The directory bound over /run/docker/plugins for this dockerd.
+    pub plugins: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Dockerd {
+    /// Starts dockerd in `host`'s namespace; its resolv.conf names only `resolver`.
+    pub fn start(host: &Host, resolver: Ipv4Addr) -> anyhow::Result<Self> {
+        if !Path::new("/usr/sbin/dockerd").exists() {
+            bail!("/usr/sbin/dockerd not found: install Debian's docker.io");
+        }
+        let dir = std::env::temp_dir().join(format!("ovt-docker-{}-{:08x}", host.name, rand::random::<u32>()));
+        let plugins = dir.join("plugins");
+        for sub in ["data", "exec", "plugins"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        let resolv = dir.join("resolv.conf");
+        std::fs::write(&resolv, format!("nameserver {resolver}\n"))?;
+        let socket = dir.join("docker.sock");
+        let log = dir.join("dockerd.log");
+        let d = |p: &Path| p.display().to_string();
+        let script = format!(
+            "set -e; mkdir -p /run/docker/plugins; mount --make-rprivate /; \
+             mount --bind {plugins} /run/docker/plugins; mount --bind {resolv} /etc/resolv.conf; \
+             exec /usr/sbin/dockerd --data-root {data} --exec-root {exec} --pidfile {dir}/dockerd.pid \
+             -H unix://{socket} --iptables=false --ip6tables=false --ip-masq=false --bridge=none \
+             --userland-proxy=false --shutdown-timeout 1",
+            plugins = d(&plugins),
+            resolv = d(&resolv),
+            data = d(&dir.join("data")),
+            exec = d(&dir.join("exec")),
+            dir = d(&dir),
+            socket = d(&socket),
+        );
+        let out = File::create(&log)?;
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", host.ns))
+            .args(["unshare", "--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("starting dockerd")?;
+        let mut dockerd = Dockerd { host: host.name.clone(), dir, socket, plugins, log, child: Some(child) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while dockerd.docker(&["version", "--format", "{{.Server.Version}}"]).is_err() {
+            if let Some(child) = dockerd.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                dockerd.child = None;
+                bail!("dockerd on {} exited ({status}):\n{}", host.name, dockerd.log_tail());
+            }
+            if Instant::now() > deadline {
+                bail!("dockerd on {} did not answer within 60s:\n{}", host.name, dockerd.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let rootfs = busybox_rootfs(&dockerd.dir)?;
+        dockerd.docker(&["import", rootfs.to_str().context("temp path")?, IMAGE])?;
+        Ok(dockerd)
+    }
+
+    /// `docker ARGS` against this dockerd; stdout, or an error with stderr.
+    pub fn docker(&self, args: &[&str]) -> anyhow::Result<String> {
+        let host = format!("unix://{}", self.socket.display());
+        let mut all = vec![docker_cli(), "-H", &host];
+        all.extend_from_slice(args);
+        cmd::run(&all)
+    }
+
+    /// `docker ARGS` whatever its exit status: (success, stdout + stderr).
+    pub fn docker_status(&self, args: &[&str]) -> anyhow::Result<(bool, String)> {
+        let host = format!("unix://{}", self.socket.display());
+        let mut all = vec![docker_cli(), "-H", &host];
+        all.extend_from_slice(args);
+        let out = cmd::output(&all)?;
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        Ok((out.status.success(), text))
+    }
+
+    /// Where the plugin named `name` must listen for this dockerd to find it.
+    pub fn plugin_socket(&self, name: &str) -> PathBuf {
+        self.plugins.join(format!("{name}.sock"))
+    }
+
+    pub fn log_tail(&self) -> String {
+        format!("--- dockerd on {} ({}) ---\n{}", self.host, self.log.display(), tail(&self.log, 30))
+    }
+
+    /// Removes every container (while the plugin still answers, so endpoints are
+    /// undone and addresses released).
+    pub fn remove_all_containers(&self) {
+        if let Ok(ids) = self.docker(&["ps", "-aq"]) {
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend(ids);
+                let _ = self.docker(&args);
+            }
+        }
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = std::fs::read_to_string(self.dir.join("dockerd.pid")).unwrap_or_default();
+            let pid = pid.trim();
+            if !pid.is_empty() {
+                let _ = cmd::run(&["kill", "-TERM", pid]);
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if matches!(child.try_wait(), Ok(None)) {
+                if !pid.is_empty() {
+                    let _ = cmd::run(&["kill", "-KILL", pid]);
+                }
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One simulated host's agent, in-process: a store session whose lease is kept alive,
+/// the datapath following the store, and (on demand) the Docker plugin. Its runtime's
+/// threads entered the host's namespace, so everything it does happens there.
+pub struct Node {
+    pub name: String,
+    pub host: Host,
+    pub id: String,
+    pub store: AnyStore,
+    pub datapath: Arc<Mutex<Datapath>>,
+    /// The cluster's names as the datapath task keeps them (what native containers'
+    /// resolvers answer from).
+    pub names: NameView,
+    lease: watch::Sender<LeaseId>,
+    stop: Option<Trigger>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Node {
+    pub fn start(host: &Host, url: &str) -> anyhow::Result<Node> {
+        ensure_bpffs(Path::new(BPFFS))?;
+        let runtime = netns::run_in(&host.ns, || {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+        })??;
+        let config = StoreConfig::new(url, &TlsFiles::default(), None, None)?;
+        let id = format!("{:032x}", rand::random::<u128>());
+        let host2 = host.clone();
+        let id2 = id.clone();
+        let (store, datapath, lease) = block_on(&runtime, async move {
+            let store = store::connect(&config, Some(Duration::from_secs(10)), &Shutdown::never()).await?;
+            let lease = register(&store, &host2, &id2).await?;
+            let datapath = Datapath::load(DatapathConfig {
+                pin_dir: host2.pin_dir.clone(),
+                vtep_ip: host2.ip,
+                underlay_interface: host2.interface.clone(),
+            })?;
+            let mut datapath = datapath;
+            datapath.attach_underlay()?;
+            anyhow::Ok((store, Arc::new(Mutex::new(datapath)), lease))
+        })??;
+        let (lease_tx, _) = watch::channel(lease);
+        let (stop, shutdown) = shutdown::channel();
+        runtime.spawn(keep_alive(store.clone(), lease_tx.subscribe(), shutdown.clone()));
+        let stats = Arc::new(std::sync::Mutex::new(datapath_task::ConvergenceStats::default()));
+        let names = NameView::new();
+        runtime.spawn(datapath_task::run(
+            store.clone(),
+            datapath.clone(),
+            id.clone(),
+            stats,
+            Some(names.clone()),
+            shutdown,
+        ));
+        Ok(Node {
+            name: host.name.clone(),
+            host: host.clone(),
+            id,
+            store,
+            datapath,
+            names,
+            lease: lease_tx,
+            stop: Some(stop),
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Runs `f` on the node's runtime (in the host's namespace) and waits for it.
+    pub fn run<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> anyhow::Result<T> {
+        block_on(self.runtime.as_ref().context("node stopped")?, f)
+    }
+
+    pub fn lease(&self) -> LeaseId {
+        *self.lease.borrow()
+    }
+
+    /// What an agent restart does to the store: the old lease is revoked (its endpoint
+    /// records and allocations vanish) and the node registers under a new one.
+    pub fn new_lease(&self) -> anyhow::Result<()> {
+        let (store, host, id, old) = (self.store.clone(), self.host.clone(), self.id.clone(), self.lease());
+        let lease = self.run(async move {
+            store.revoke_lease(old).await?;
+            register(&store, &host, &id).await
+        })??;
+        self.lease.send_replace(lease);
+        Ok(())
+    }
+
+    /// Starts the Docker plugin for `dockerd` with state in `state_dir`.
+    pub fn start_plugin(&self, dockerd: &Dockerd, state_dir: &Path) -> anyhow::Result<Plugin> {
+        let mut config = PluginConfig::new(docker::DEFAULT_NAME, MTU);
+        config.socket = dockerd.plugin_socket(docker::DEFAULT_NAME);
+        config.docker_socket = Some(dockerd.socket.clone());
+        config.state_dir = state_dir.to_owned();
+        let (stop, shutdown) = shutdown::channel();
+        let (store, datapath, node_id, name) =
+            (self.store.clone(), self.datapath.clone(), self.id.clone(), self.name.clone());
+        let lease = self.lease.subscribe();
+        let listen: SocketAddr = DNS_LISTEN.parse()?;
+        let task = self.runtime.as_ref().context("node stopped")?.spawn(async move {
+            let backend = Backend {
+                ipam: Ipam::new(store.clone()),
+                store,
+                datapath,
+                host: Netlink::connect()?,
+                node_id,
+                node_name: name,
+                lease,
+                dns: Some(DockerDns { sockets: docker::bind_dns(listen)?, upstreams: Arc::new(Upstreams::none()) }),
+            };
+            docker::serve(config.clone(), backend, shutdown).await?;
+            anyhow::Ok(())
+        });
+        let socket = dockerd.plugin_socket(docker::DEFAULT_NAME);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&socket).is_err() {
+            if task.is_finished() {
+                let result = self.run(task)?;
+                bail!("the plugin on {} stopped at once: {result:?}", self.name);
+            }
+            if Instant::now() > deadline {
+                bail!("the plugin on {} does not listen on {}", self.name, socket.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Plugin {
+            socket,
+            stop: Some(stop),
+            task: Some(task),
+            runtime: self.runtime.as_ref().unwrap().handle().clone(),
+        })
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.fire();
+        }
+        if let Some(runtime) = self.runtime.take() {
+            let (store, lease) = (self.store.clone(), self.lease());
+            let _ = block_on(&runtime, async move { store.revoke_lease(lease).await });
+            runtime.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+/// A running plugin; stopped on drop.
+pub struct Plugin {
+    pub socket: PathBuf,
+    stop: Option<Trigger>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Plugin {
+    /// Stops it and returns how its `serve` ended.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.stop_now()
+    }
+
+    fn stop_now(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            stop.fire();
+        }
+        let Some(task) = self.task.take() else { return Ok(()) };
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.runtime.spawn(async move {
+            let _ = tx.send(task.await);
+        });
+        rx.recv_timeout(Duration::from_secs(10)).context("the plugin did not stop within 10s")??
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let _ = self.stop_now();
+    }
+}
+
+/// Runs `f` as a task on `runtime` (so on its threads, in its namespace) and waits.
+fn block_on<T: Send + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    f: impl Future<Output = T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let task = runtime.spawn(f);
+    Ok(runtime.block_on(task)?)
+}
+
+/// The node's record under a fresh lease (what `overlay agent` registers).
+async fn register(store: &AnyStore, host: &Host, id: &str) -> anyhow::Result<LeaseId> {
+    let lease = store.grant_lease(Duration::from_secs(10)).await?;
+    let record = NodeRecord {
+        id: id.to_owned(),
+        name: host.name.clone(),
+        address: host.ip.into(),
+        hostname: host.name.clone(),
+        kernel_version: String::new(),
+        os: String::new(),
+        cpus: 1,
+        memory_bytes: 0,
+        labels: Default::default(),
+        agent_version: "test".into(),
+        containers: 0,
+        heartbeat_ms: 1000,
+        ttl_secs: 10,
+        started_at: 0,
+    };
+    store.put(&cluster_keys::node(id), serde_json::to_vec(&record)?, Some(lease)).await?;
+    Ok(lease)
+}
+
+async fn keep_alive(store: AnyStore, lease: watch::Receiver<LeaseId>, shutdown: Shutdown) {
+    loop {
+        let current = *lease.borrow();
+        let _ = store.keep_alive(current).await;
+        if shutdown.sleep(Duration::from_secs(1)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One raw HTTP/1.1 POST on a unix socket: (status, body). For protocol-level checks
+/// that a real client would never send (garbage JSON, unknown methods).
+pub fn raw_post(socket: &Path, path: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
+    let mut stream = UnixStream::connect(socket).with_context(|| format!("connecting to {}", socket.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: plugin\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split_whitespace().nth(1).context("no status line")?.parse()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
