@@ -121,10 +121,34 @@ fn cleanup_removes_namespaces_and_pins() -> anyhow::Result<()> {
     let scratch = Scratch::new("cleanup")?;
     let etcd = Etcd::start(lab.host("store01"))?;
     let store = etcd.url("cleanup");
-    let mut agent = cluster::start_container_agent(&scratch, &store, &lab, "agt01")?;
+    // This agent also serves the Docker plugin (no dockerd here: only the socket is checked).
+    let plugin_socket = scratch.path("plugin.sock");
+    let mut args = cluster::container_agent_args(&scratch, &store, &lab, lab.host("agt01"))?;
+    let docker_state = scratch.path("docker-state");
+    args.extend(
+        ["--docker", "--docker-socket", "/nonexistent/docker.sock", "--docker-dns", "off"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--docker-plugin-socket".to_owned(), plugin_socket.to_string_lossy().into_owned()])
+            .chain(["--docker-state-dir".to_owned(), docker_state.to_string_lossy().into_owned()]),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut agent = Daemon::spawn_entered(lab.host("agt01"), "agt01", &args, &scratch.path("agt01.log"))?;
     cluster::wait_for_list(lab.host("store01"), &store, &[lab.host("agt01")], Duration::from_secs(20))?;
     let host = lab.host("agt01").clone();
     let result = (|| -> anyhow::Result<()> {
+        // `overlay agent --docker` answers dockerd's handshake on its plugin socket.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !plugin_socket.exists() {
+            if Instant::now() > deadline {
+                bail!("the agent did not create the plugin socket {}", plugin_socket.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let socket = plugin_socket.to_string_lossy().into_owned();
+        let activate = cmd::run(&["curl", "-s", "--unix-socket", &socket, "-X", "POST", "http://plugin/Plugin.Activate"])?;
+        assert!(activate.contains("NetworkDriver") && activate.contains("IpamDriver"), "{activate}");
+
         overlay_ok(&lab, "agt01", &store, &["network", "create", "--subnet", "10.0.6.0/24", "net1"])?;
         let (ns, _) = run_on(&lab, &store, "agt01", "c1")?;
         agent.terminate()?;
