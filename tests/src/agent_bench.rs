@@ -65,19 +65,9 @@ pub struct AgentScale {
     pub agent_rss_before_mib: f64,
 }
 
-fn overlay_ok(lab: &Lab, host: &str, store: &str, args: &[&str]) -> anyhow::Result<String> {
-    let mut all = args.to_vec();
-    let at = all.iter().position(|a| *a == "--").unwrap_or(all.len());
-    all.splice(at..at, ["--store", store]);
-    let out = cluster::overlay(lab.host(host), &all)?;
-    if !out.status.success() {
-        bail!("overlay {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 fn vni_of(lab: &Lab, store: &str, network: &str) -> anyhow::Result<u32> {
-    let json: serde_json::Value = serde_json::from_str(&overlay_ok(lab, "agt01", store, &["network", "inspect", network])?)?;
+    let json: serde_json::Value = serde_json::from_str(&cluster::overlay_ok(lab, "agt01", store, &["network", "inspect", network])?)?;
     json["vni"].as_u64().map(|v| v as u32).context("no VNI in network inspect")
 }
 
@@ -107,11 +97,11 @@ pub fn run(starts: usize, endpoints: usize) -> anyhow::Result<(Convergence, Agen
     let hosts = [lab.host("agt01"), lab.host("agt02")];
     cluster::wait_for_list(lab.host("store01"), &url, &hosts, Duration::from_secs(20))?;
 
-    overlay_ok(&lab, "agt01", &url, &["network", "create", "--subnet", "10.20.0.0/22", "bench1"])?;
-    overlay_ok(&lab, "agt01", &url, &["network", "create", "--subnet", "10.30.0.0/16", "bench2"])?;
+    cluster::overlay_ok(&lab, "agt01", &url, &["network", "create", "--subnet", "10.20.0.0/22", "bench1"])?;
+    cluster::overlay_ok(&lab, "agt01", &url, &["network", "create", "--subnet", "10.30.0.0/16", "bench2"])?;
     let (vni1, vni2) = (vni_of(&lab, &url, "bench1")?, vni_of(&lab, &url, "bench2")?);
     // agt02 needs a container on both networks, or it programs nothing for them.
-    overlay_ok(&lab, "agt02", &url, &["run", "--name", "probe", "--net", "bench1", "--net", "bench2", "--node", "agt02", "--", "sleep", "3600"])?;
+    cluster::overlay_ok(&lab, "agt02", &url, &["run", "--name", "probe", "--net", "bench1", "--net", "bench2", "--node", "agt02", "--", "sleep", "3600"])?;
     let remotes = PinnedRemotes::open(&lab.host("agt02").pin_dir)?;
     let pid = agents[1].pid().context("agt02's agent is not running")?;
     // The store is only reachable inside the lab: the runtime's threads are made by a
@@ -155,7 +145,7 @@ fn measure(
     for i in 0..starts {
         let name = format!("c{i}");
         let started = Instant::now();
-        let out = overlay_ok(lab, "agt01", url, &["run", "--name", &name, "--net", "bench1", "--node", "agt01", "--", "sleep", "3600"])?;
+        let out = cluster::overlay_ok(lab, "agt01", url, &["run", "--name", &name, "--net", "bench1", "--node", "agt01", "--", "sleep", "3600"])?;
         let ip: Ipv4Addr = out.split_whitespace().last().context("no address")?.parse()?;
         let deadline = started + Duration::from_secs(10);
         while !remotes.contains(vni1, ip) {

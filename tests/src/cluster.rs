@@ -374,3 +374,16 @@ pub fn start_container_agent(scratch: &Scratch, store: &str, lab: &Lab, host: &s
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Daemon::spawn_entered(host, &host.name, &args, &scratch.path(&format!("{}.log", host.name)))
 }
+
+/// `overlay ARGS` on `lab`'s host `host` with `--store STORE` placed before any `--`
+/// (a container's command); its stdout, or an error with its stderr.
+pub fn overlay_ok(lab: &Lab, host: &str, store: &str, args: &[&str]) -> anyhow::Result<String> {
+    let mut all = args.to_vec();
+    let at = all.iter().position(|a| *a == "--").unwrap_or(all.len());
+    all.splice(at..at, ["--store", store]);
+    let out = overlay(lab.host(host), &all)?;
+    if !out.status.success() {
+        bail!("overlay {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

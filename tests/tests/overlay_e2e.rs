@@ -13,18 +13,6 @@ use overlay_tests::{
     traffic,
 };
 
-/// `overlay ARGS --store URL` in `host`'s namespace; fails with its stderr.
-fn overlay_ok(lab: &Lab, host: &str, store: &str, args: &[&str]) -> anyhow::Result<String> {
-    // The store option goes before a container's command (after `--`).
-    let mut all = args.to_vec();
-    let at = all.iter().position(|a| *a == "--").unwrap_or(all.len());
-    all.splice(at..at, ["--store", store]);
-    let out = cluster::overlay(lab.host(host), &all)?;
-    if !out.status.success() {
-        bail!("overlay {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 /// The container's address and node from `overlay ps`.
 fn ps_line(ps: &str, name: &str) -> Option<(String, String)> {
@@ -57,14 +45,14 @@ fn scenario_without_docker() -> anyhow::Result<()> {
     cluster::wait_for_list(lab.host("mgr01"), &store, &all, Duration::from_secs(20))?;
 
     let result = (|| -> anyhow::Result<()> {
-        overlay_ok(&lab, "mgr01", &store, &["network", "create", "--driver", "overlay", "--subnet", "10.0.9.0/24", "my_network"])?;
+        cluster::overlay_ok(&lab, "mgr01", &store, &["network", "create", "--driver", "overlay", "--subnet", "10.0.9.0/24", "my_network"])?;
         for host in ["mgr01", "agt01", "agt03"] {
-            let ls = overlay_ok(&lab, host, &store, &["network", "ls"])?;
+            let ls = cluster::overlay_ok(&lab, host, &store, &["network", "ls"])?;
             assert_eq!(ls.lines().filter(|l| l.contains("my_network")).count(), 1, "{host}: {ls}");
         }
-        overlay_ok(&lab, "mgr01", &store, &["run", "--name", "busybox01", "--net", "my_network", "--", "sleep", "300"])?;
-        overlay_ok(&lab, "mgr01", &store, &["run", "--name", "busybox02", "--net", "my_network", "--", "sleep", "300"])?;
-        let ps = overlay_ok(&lab, "agt03", &store, &["ps"])?;
+        cluster::overlay_ok(&lab, "mgr01", &store, &["run", "--name", "busybox01", "--net", "my_network", "--", "sleep", "300"])?;
+        cluster::overlay_ok(&lab, "mgr01", &store, &["run", "--name", "busybox02", "--net", "my_network", "--", "sleep", "300"])?;
+        let ps = cluster::overlay_ok(&lab, "agt03", &store, &["ps"])?;
         let (node1, ip1) = ps_line(&ps, "busybox01").context(ps.clone())?;
         let (node2, _) = ps_line(&ps, "busybox02").context(ps.clone())?;
         assert_ne!(node1, node2, "spread placed both containers on {node1}: {ps}");
@@ -74,13 +62,13 @@ fn scenario_without_docker() -> anyhow::Result<()> {
         traffic::ping_ok(&ns2, ip1, 3)?;
 
         // Step 9: inside busybox02, `ping busybox01` resolves through the embedded DNS.
-        let ping = overlay_ok(&lab, &node2, &store, &["exec", "busybox02", "--", "ping", "-c", "3", "-i", "0.2", "busybox01"])?;
+        let ping = cluster::overlay_ok(&lab, &node2, &store, &["exec", "busybox02", "--", "ping", "-c", "3", "-i", "0.2", "busybox01"])?;
         assert!(ping.contains(&format!("({ip1})")) && ping.contains("3 received"), "{ping}");
-        let getent = overlay_ok(&lab, &node2, &store, &["exec", "busybox02", "--", "getent", "hosts", "busybox01.my_network"])?;
+        let getent = cluster::overlay_ok(&lab, &node2, &store, &["exec", "busybox02", "--", "getent", "hosts", "busybox01.my_network"])?;
         assert!(getent.starts_with(&ip1.to_string()), "{getent}");
 
         // rm: the container's address stops answering at once and is released.
-        overlay_ok(&lab, "agt02", &store, &["rm", "busybox01"])?;
+        cluster::overlay_ok(&lab, "agt02", &store, &["rm", "busybox01"])?;
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while cmd::run(&["ip", "netns", "list"])?.contains(&format!("{}-{node1}-busybox01", lab.prefix)) {
             if std::time::Instant::now() > deadline {
@@ -90,7 +78,7 @@ fn scenario_without_docker() -> anyhow::Result<()> {
         }
         let lost = traffic::ping(&ns2, ip1, 2, "0.2")?;
         assert_eq!(lost.received, 0);
-        let inspect = overlay_ok(&lab, "mgr01", &store, &["network", "inspect", "my_network"])?;
+        let inspect = cluster::overlay_ok(&lab, "mgr01", &store, &["network", "inspect", "my_network"])?;
         assert!(!inspect.contains(&ip1.to_string()), "address still allocated: {inspect}");
         Ok(())
     })();

@@ -26,6 +26,10 @@ pub struct Membership<S: Store> {
     lease_tx: tokio::sync::watch::Sender<LeaseId>,
     /// Containers running here, copied into the record when it changes.
     containers: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+    /// The previous run's lease, kept alive until this instant: what it holds (this
+    /// host's endpoints and addresses) must outlive the restart until this run has
+    /// published it again under its own lease.
+    predecessor: Option<(LeaseId, tokio::time::Instant)>,
 }
 
 impl<S: Store> Membership<S> {
@@ -36,7 +40,8 @@ impl<S: Store> Membership<S> {
     pub async fn join(store: S, record: NodeRecord, identity: Identity, timing: Timing) -> Result<Self, ClusterError> {
         let lease = store.grant_lease(timing.ttl).await?;
         let (lease_tx, _) = tokio::sync::watch::channel(lease);
-        let mut membership = Membership { store, record, identity, timing, lease, lease_tx, containers: None };
+        let mut membership =
+            Membership { store, record, identity, timing, lease, lease_tx, containers: None, predecessor: None };
         if let Err(error) = membership.register().await {
             let _ = membership.store.revoke_lease(lease).await;
             return Err(error);
@@ -96,11 +101,15 @@ impl<S: Store> Membership<S> {
             };
             match self.store.put_if(&key, value.clone(), Some(self.lease), expect).await? {
                 PutOutcome::Written => {
-                    // The previous run's lease is left to expire rather than revoked: the
-                    // endpoints it holds are still served by this host, and revoking it would
-                    // make every peer drop them until they are published again under ours.
+                    // The previous run's lease is not revoked but kept alive a while, then left
+                    // to expire: the endpoints it holds are still served by this host, and
+                    // losing it would make every peer drop them until this run publishes
+                    // them again under its own lease.
                     if let Some(old) = previous_lease.filter(|old| *old != self.lease) {
-                        tracing::debug!("the previous run's lease {old:x} expires within {:?}", self.timing.ttl);
+                        let until = tokio::time::Instant::now() + 2 * self.timing.ttl;
+                        tracing::debug!("keeping the previous run's lease {old:x} alive for {:?}", 2 * self.timing.ttl);
+                        self.predecessor = Some((old, until));
+                        let _ = self.store.keep_alive(old).await;
                     }
                     return Ok(());
                 }
@@ -174,6 +183,14 @@ impl<S: Store> Membership<S> {
     async fn beat(&mut self, beats: &mut u32) -> Result<bool, ClusterError> {
         if !self.store.keep_alive(self.lease).await? {
             return Ok(false);
+        }
+        if let Some((old, until)) = self.predecessor {
+            if tokio::time::Instant::now() < until {
+                // Best effort: if it is gone already, there is nothing left to protect.
+                let _ = self.store.keep_alive(old).await;
+            } else {
+                self.predecessor = None;
+            }
         }
         if let Some(count) = &self.containers {
             let now = count.load(std::sync::atomic::Ordering::Relaxed) as u64;

@@ -69,39 +69,39 @@ impl Netlink {
 
     /// The MTU of `name`.
     pub async fn link_mtu(&self, name: &str) -> Result<u32, NetlinkError> {
+        self.link_attribute(name, "MTU", |a| match a {
+            LinkAttribute::Mtu(mtu) => Some(*mtu),
+            _ => None,
+        })
+        .await
+    }
+
+    /// One attribute of link `name`, picked by `pick`.
+    async fn link_attribute<T>(
+        &self,
+        name: &str,
+        what: &str,
+        pick: impl Fn(&LinkAttribute) -> Option<T>,
+    ) -> Result<T, NetlinkError> {
         let mut links = self.handle.link().get().match_name(name.to_owned()).execute();
         let link = links
             .try_next()
             .await
             .map_err(request_err(format!("reading {name}")))?
             .ok_or_else(|| NetlinkError::NoSuchLink(name.to_owned()))?;
-        link.attributes
-            .iter()
-            .find_map(|a| match a {
-                LinkAttribute::Mtu(mtu) => Some(*mtu),
-                _ => None,
-            })
-            .ok_or_else(|| NetlinkError::NoAnswer(format!("the MTU of {name}")))
+        link.attributes.iter().find_map(pick).ok_or_else(|| NetlinkError::NoAnswer(format!("the {what} of {name}")))
     }
 
     /// The MAC address of `name`.
     pub async fn link_mac(&self, name: &str) -> Result<[u8; 6], NetlinkError> {
-        let mut links = self.handle.link().get().match_name(name.to_owned()).execute();
-        let link = links
-            .try_next()
-            .await
-            .map_err(request_err(format!("reading {name}")))?
-            .ok_or_else(|| NetlinkError::NoSuchLink(name.to_owned()))?;
-        link.attributes
-            .iter()
-            .find_map(|a| match a {
-                LinkAttribute::Address(bytes) if bytes.len() == 6 => {
-                    let mut mac = [0; 6];
-                    mac.copy_from_slice(bytes);
-                    Some(mac)
-                }
-                _ => None,
-            })
-            .ok_or_else(|| NetlinkError::NoAnswer(format!("the MAC of {name}")))
+        self.link_attribute(name, "MAC", |a| match a {
+            LinkAttribute::Address(bytes) if bytes.len() == 6 => {
+                let mut mac = [0; 6];
+                mac.copy_from_slice(bytes);
+                Some(mac)
+            }
+            _ => None,
+        })
+        .await
     }
 }
