@@ -9,8 +9,7 @@ fn main() {
     let dest = out.join("overlay-ebpf.o");
     println!("cargo:rerun-if-env-changed=OVERLAY_EBPF_OBJECT");
     if let Some(prebuilt) = env::var_os("OVERLAY_EBPF_OBJECT") {
-        std::fs::copy(&prebuilt, &dest)
-            .unwrap_or_else(|e| panic!("copying OVERLAY_EBPF_OBJECT {prebuilt:?}: {e}"));
+        std::fs::copy(&prebuilt, &dest).unwrap_or_else(|e| panic!("copying OVERLAY_EBPF_OBJECT {prebuilt:?}: {e}"));
         return;
     }
 
@@ -42,9 +41,9 @@ fn main() {
     ] {
         cargo.env_remove(var);
     }
-    let status = cargo.status().unwrap_or_else(|e| {
-        panic!("running rustup to build overlay-ebpf: {e}; run `cargo xtask setup` first")
-    });
+    let status = cargo
+        .status()
+        .unwrap_or_else(|e| panic!("running rustup to build overlay-ebpf: {e}; run `cargo xtask setup` first"));
     if !status.success() {
         panic!(
             "building overlay-ebpf failed ({status}). It needs the nightly toolchain with \
@@ -52,6 +51,5 @@ fn main() {
         );
     }
     let object = ebpf.join("target/bpfel-unknown-none/release/overlay-ebpf");
-    std::fs::copy(&object, &dest)
-        .unwrap_or_else(|e| panic!("copying {}: {e}", object.display()));
+    std::fs::copy(&object, &dest).unwrap_or_else(|e| panic!("copying {}: {e}", object.display()));
 }

@@ -19,16 +19,8 @@ pub mod map_names {
     pub const COUNTERS: &str = "OVL_COUNTERS";
     pub const NET_COUNTERS: &str = "OVL_NET_COUNTS";
 
-    pub const ALL: [&str; 8] = [
-        CONFIG,
-        NETWORKS,
-        INTERFACES,
-        LOCAL_ENDPOINTS,
-        REMOTE_ENDPOINTS,
-        MEMBERS,
-        COUNTERS,
-        NET_COUNTERS,
-    ];
+    pub const ALL: [&str; 8] =
+        [CONFIG, NETWORKS, INTERFACES, LOCAL_ENDPOINTS, REMOTE_ENDPOINTS, MEMBERS, COUNTERS, NET_COUNTERS];
 }
 
 /// Names of the TC programs in the object file.

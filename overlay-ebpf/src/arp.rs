@@ -17,13 +17,7 @@ struct ArpFrame {
     arp: ArpHdr,
 }
 
-pub fn answer(
-    ctx: &TcContext,
-    eth: &EthHdr,
-    iface: &Interface,
-    network: &NetworkInfo,
-    ifindex: u32,
-) -> Verdict {
+pub fn answer(ctx: &TcContext, eth: &EthHdr, iface: &Interface, network: &NetworkInfo, ifindex: u32) -> Verdict {
     let request: ArpHdr = headers::load(ctx, EthHdr::LEN)?;
     // Only requests for someone else's address get an answer: a container probing its
     // own address (duplicate address detection) must hear nothing back.

@@ -9,8 +9,8 @@
 use aya_ebpf::{
     bindings::{
         BPF_ADJ_ROOM_ENCAP_L2_SHIFT, BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
-        BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO, BPF_FIB_LKUP_RET_NO_NEIGH,
-        BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_SUCCESS, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup,
+        BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO, BPF_FIB_LKUP_RET_FWD_DISABLED,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup,
         bpf_redir_neigh,
     },
     helpers::{bpf_fib_lookup, bpf_get_hash_recalc, bpf_redirect, bpf_redirect_neigh},
@@ -47,9 +47,7 @@ struct Encapsulation {
     inner_eth: EthHdr,
 }
 
-const _: () = assert!(
-    core::mem::size_of::<Encapsulation>() == EthHdr::LEN + ENCAP_OVERHEAD as usize
-);
+const _: () = assert!(core::mem::size_of::<Encapsulation>() == EthHdr::LEN + ENCAP_OVERHEAD as usize);
 
 /// How the encapsulated packet leaves for the VTEP.
 enum NextHop {
@@ -75,8 +73,7 @@ pub fn to_remote(
     let hop = next_hop(ctx, cfg.vtep_ip, remote.vtep, cfg.underlay_ifindex)?;
     let source_port = flow_source_port(ctx);
 
-    ctx.adjust_room(ENCAP_OVERHEAD as i32, BPF_ADJ_ROOM_MAC, ADJ_ROOM_FLAGS)
-        .map_err(|_| Reason::AdjustRoomFailed)?;
+    ctx.adjust_room(ENCAP_OVERHEAD as i32, BPF_ADJ_ROOM_MAC, ADJ_ROOM_FLAGS).map_err(|_| Reason::AdjustRoomFailed)?;
 
     let len = ctx.len();
     let mut outer_ip = Ipv4Hdr {
@@ -121,9 +118,7 @@ pub fn to_remote(
             params.__bindgen_anon_1.ipv4_nh = gateway;
             bpf_redirect_neigh(ifindex, &mut params, core::mem::size_of::<bpf_redir_neigh>() as i32, 0)
         },
-        NextHop::ByOutputRoute { ifindex } => unsafe {
-            bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0)
-        },
+        NextHop::ByOutputRoute { ifindex } => unsafe { bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) },
     };
     verdict::redirected(result, Reason::Encapsulated, network.counter_slot)
 }
@@ -137,23 +132,14 @@ fn next_hop(ctx: &TcContext, src: u32, dst: u32, ifindex: u32) -> Result<NextHop
     fib.__bindgen_anon_3.ipv4_src = src;
     fib.__bindgen_anon_4.ipv4_dst = dst;
     // SAFETY: as above.
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.skb.skb as *mut _,
-            &mut fib,
-            core::mem::size_of::<bpf_fib_lookup>() as i32,
-            0,
-        )
-    };
+    let rc =
+        unsafe { bpf_fib_lookup(ctx.skb.skb as *mut _, &mut fib, core::mem::size_of::<bpf_fib_lookup>() as i32, 0) };
     match rc as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => {
-            Ok(NextHop::Resolved { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac })
-        }
+        BPF_FIB_LKUP_RET_SUCCESS => Ok(NextHop::Resolved { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac }),
         // SAFETY: after a lookup the kernel has put the next hop in ipv4_dst.
-        BPF_FIB_LKUP_RET_NO_NEIGH => Ok(NextHop::Unresolved {
-            ifindex: fib.ifindex,
-            gateway: unsafe { fib.__bindgen_anon_4.ipv4_dst },
-        }),
+        BPF_FIB_LKUP_RET_NO_NEIGH => {
+            Ok(NextHop::Unresolved { ifindex: fib.ifindex, gateway: unsafe { fib.__bindgen_anon_4.ipv4_dst } })
+        }
         BPF_FIB_LKUP_RET_FWD_DISABLED => Ok(NextHop::ByOutputRoute { ifindex }),
         _ => Err(Reason::NoRouteToVtep),
     }

@@ -1,12 +1,8 @@
 //! Lookups in the forwarding tables that userspace fills from the cluster store.
 
-use overlay_common::{
-    EndpointKey, HostConfig, Interface, LocalEndpoint, NetworkInfo, Reason, RemoteEndpoint,
-};
+use overlay_common::{EndpointKey, HostConfig, Interface, LocalEndpoint, NetworkInfo, Reason, RemoteEndpoint};
 
-use crate::maps::{
-    OVL_CONFIG, OVL_INTERFACES, OVL_LOCAL_EPS, OVL_MEMBERS, OVL_NETWORKS, OVL_REMOTE_EPS,
-};
+use crate::maps::{OVL_CONFIG, OVL_INTERFACES, OVL_LOCAL_EPS, OVL_MEMBERS, OVL_NETWORKS, OVL_REMOTE_EPS};
 
 // Values are copied out at once: a hash map slot can be reused by a concurrent update,
 // which is why aya-ebpf's `get` is unsafe.

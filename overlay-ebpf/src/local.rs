@@ -8,12 +8,7 @@ use crate::{
     verdict::{self, Verdict},
 };
 
-pub fn deliver(
-    ctx: &TcContext,
-    eth: &EthHdr,
-    endpoint: &LocalEndpoint,
-    network: &NetworkInfo,
-) -> Verdict {
+pub fn deliver(ctx: &TcContext, eth: &EthHdr, endpoint: &LocalEndpoint, network: &NetworkInfo) -> Verdict {
     rewrite_destination(ctx, eth, endpoint)?;
     // The peer of the host-side veth is the container's eth0: redirect_peer skips the
     // host side's egress and backlog queue.
@@ -24,11 +19,7 @@ pub fn deliver(
 
 /// Addresses the frame to the container's own MAC, whatever the sender believed.
 #[inline(always)]
-pub fn rewrite_destination(
-    ctx: &TcContext,
-    eth: &EthHdr,
-    endpoint: &LocalEndpoint,
-) -> Result<(), Reason> {
+pub fn rewrite_destination(ctx: &TcContext, eth: &EthHdr, endpoint: &LocalEndpoint) -> Result<(), Reason> {
     let header = EthHdr { dst: endpoint.mac, ..*eth };
     ctx.store(0, &header, 0).map_err(|_| Reason::Truncated)
 }

@@ -53,9 +53,7 @@ fn from_container(ctx: &TcContext) -> Verdict {
             }
             match fdb::destination(iface.vni, ip.daddr) {
                 Destination::Local(endpoint) => local::deliver(ctx, &eth, &endpoint, &network),
-                Destination::Remote(endpoint) => {
-                    encap::to_remote(ctx, &eth, &ip, iface.vni, &endpoint, &network)
-                }
+                Destination::Remote(endpoint) => encap::to_remote(ctx, &eth, &ip, iface.vni, &endpoint, &network),
                 Destination::Unknown => Err(Reason::UnknownDestination),
             }
         }

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray},
 };
 use overlay_common::{
-    Counter, Direction, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NetworkInfo,
-    Reason, RemoteEndpoint, capacity,
+    Counter, Direction, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NetworkInfo, Reason, RemoteEndpoint,
+    capacity,
 };
 
 #[map]
@@ -20,20 +20,16 @@ pub static OVL_NETWORKS: HashMap<u32, NetworkInfo> = HashMap::pinned(capacity::N
 pub static OVL_INTERFACES: HashMap<u32, Interface> = HashMap::pinned(capacity::INTERFACES, 0);
 
 #[map]
-pub static OVL_LOCAL_EPS: HashMap<EndpointKey, LocalEndpoint> =
-    HashMap::pinned(capacity::LOCAL_ENDPOINTS, 0);
+pub static OVL_LOCAL_EPS: HashMap<EndpointKey, LocalEndpoint> = HashMap::pinned(capacity::LOCAL_ENDPOINTS, 0);
 
 #[map]
-pub static OVL_REMOTE_EPS: HashMap<EndpointKey, RemoteEndpoint> =
-    HashMap::pinned(capacity::REMOTE_ENDPOINTS, 0);
+pub static OVL_REMOTE_EPS: HashMap<EndpointKey, RemoteEndpoint> = HashMap::pinned(capacity::REMOTE_ENDPOINTS, 0);
 
 #[map]
 pub static OVL_MEMBERS: HashMap<u32, Member> = HashMap::pinned(capacity::MEMBERS, 0);
 
 #[map]
-pub static OVL_COUNTERS: PerCpuArray<Counter> =
-    PerCpuArray::pinned(Reason::SLOTS * Direction::COUNT, 0);
+pub static OVL_COUNTERS: PerCpuArray<Counter> = PerCpuArray::pinned(Reason::SLOTS * Direction::COUNT, 0);
 
 #[map]
-pub static OVL_NET_COUNTS: PerCpuArray<Counter> =
-    PerCpuArray::pinned(capacity::NET_COUNTERS * Direction::COUNT, 0);
+pub static OVL_NET_COUNTS: PerCpuArray<Counter> = PerCpuArray::pinned(capacity::NET_COUNTERS * Direction::COUNT, 0);

@@ -58,18 +58,38 @@ pub fn render(snapshot: &CounterSnapshot, convergence: &ConvergenceStats, contai
     let _ = writeln!(out, "# HELP overlay_datapath_packets_total Packets by outcome (reason) and program (direction).");
     let _ = writeln!(out, "# TYPE overlay_datapath_packets_total counter");
     for ((reason, direction), c) in &snapshot.by_reason {
-        let _ = writeln!(out, "overlay_datapath_packets_total{{reason=\"{}\",direction=\"{}\"}} {}", reason.name(), direction.name(), c.packets);
+        let _ = writeln!(
+            out,
+            "overlay_datapath_packets_total{{reason=\"{}\",direction=\"{}\"}} {}",
+            reason.name(),
+            direction.name(),
+            c.packets
+        );
     }
     let _ = writeln!(out, "# HELP overlay_datapath_bytes_total Bytes by outcome (reason) and program (direction).");
     let _ = writeln!(out, "# TYPE overlay_datapath_bytes_total counter");
     for ((reason, direction), c) in &snapshot.by_reason {
-        let _ = writeln!(out, "overlay_datapath_bytes_total{{reason=\"{}\",direction=\"{}\"}} {}", reason.name(), direction.name(), c.bytes);
+        let _ = writeln!(
+            out,
+            "overlay_datapath_bytes_total{{reason=\"{}\",direction=\"{}\"}} {}",
+            reason.name(),
+            direction.name(),
+            c.bytes
+        );
     }
     let _ = writeln!(out, "# HELP overlay_network_packets_total Packets forwarded per network (VNI).");
     let _ = writeln!(out, "# TYPE overlay_network_packets_total counter");
     for (vni, c) in &snapshot.by_network {
-        let _ = writeln!(out, "overlay_network_packets_total{{vni=\"{vni}\",direction=\"from-container\"}} {}", c.from_container_packets);
-        let _ = writeln!(out, "overlay_network_packets_total{{vni=\"{vni}\",direction=\"from-underlay\"}} {}", c.from_underlay_packets);
+        let _ = writeln!(
+            out,
+            "overlay_network_packets_total{{vni=\"{vni}\",direction=\"from-container\"}} {}",
+            c.from_container_packets
+        );
+        let _ = writeln!(
+            out,
+            "overlay_network_packets_total{{vni=\"{vni}\",direction=\"from-underlay\"}} {}",
+            c.from_underlay_packets
+        );
     }
     let gauges: [(&str, &str, u64); 7] = [
         ("overlay_store_updates_total", "Store watch events the agent processed.", convergence.updates),
@@ -98,7 +118,9 @@ mod tests {
         let mut snapshot = CounterSnapshot::default();
         snapshot.by_reason.insert((Reason::NotMember, Direction::FromUnderlay), Counter { packets: 3, bytes: 150 });
         let text = render(&snapshot, &ConvergenceStats { remote_endpoints: 7, ..Default::default() }, 2);
-        assert!(text.contains("overlay_datapath_packets_total{reason=\"drop-not-member\",direction=\"from-underlay\"} 3"));
+        assert!(
+            text.contains("overlay_datapath_packets_total{reason=\"drop-not-member\",direction=\"from-underlay\"} 3")
+        );
         assert!(text.contains("overlay_remote_endpoints 7"));
         assert!(text.contains("overlay_containers 2"));
         assert!(check_address("127.0.0.1:9469".parse().unwrap()).is_ok());

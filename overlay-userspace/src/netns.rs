@@ -44,8 +44,8 @@ where
     F: FnOnce() -> T + Send,
 {
     let name = &path.display().to_string();
-    let file = File::open(path)
-        .map_err(|source| NetnsError::Open { name: name.to_owned(), path: path.to_owned(), source })?;
+    let file =
+        File::open(path).map_err(|source| NetnsError::Open { name: name.to_owned(), path: path.to_owned(), source })?;
     std::thread::scope(|scope| {
         scope
             .spawn(move || {

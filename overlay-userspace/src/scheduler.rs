@@ -81,7 +81,9 @@ mod tests {
         assert_eq!(place(&nodes(), None, &none, Strategy::Spread, 0).unwrap(), "n2");
         assert_eq!(place(&nodes(), None, &none, Strategy::Binpack, 0).unwrap(), "n1");
         for seed in 0..6 {
-            assert!(["n1", "n2", "n3"].contains(&place(&nodes(), None, &none, Strategy::Random, seed).unwrap().as_str()));
+            assert!(
+                ["n1", "n2", "n3"].contains(&place(&nodes(), None, &none, Strategy::Random, seed).unwrap().as_str())
+            );
         }
     }
 

@@ -65,9 +65,9 @@ pub struct AgentScale {
     pub agent_rss_before_mib: f64,
 }
 
-
 fn vni_of(lab: &Lab, store: &str, network: &str) -> anyhow::Result<u32> {
-    let json: serde_json::Value = serde_json::from_str(&cluster::overlay_ok(lab, "agt01", store, &["network", "inspect", network])?)?;
+    let json: serde_json::Value =
+        serde_json::from_str(&cluster::overlay_ok(lab, "agt01", store, &["network", "inspect", network])?)?;
     json["vni"].as_u64().map(|v| v as u32).context("no VNI in network inspect")
 }
 
@@ -101,7 +101,12 @@ pub fn run(starts: usize, endpoints: usize) -> anyhow::Result<(Convergence, Agen
     cluster::overlay_ok(&lab, "agt01", &url, &["network", "create", "--subnet", "10.30.0.0/16", "bench2"])?;
     let (vni1, vni2) = (vni_of(&lab, &url, "bench1")?, vni_of(&lab, &url, "bench2")?);
     // agt02 needs a container on both networks, or it programs nothing for them.
-    cluster::overlay_ok(&lab, "agt02", &url, &["run", "--name", "probe", "--net", "bench1", "--net", "bench2", "--node", "agt02", "--", "sleep", "3600"])?;
+    cluster::overlay_ok(
+        &lab,
+        "agt02",
+        &url,
+        &["run", "--name", "probe", "--net", "bench1", "--net", "bench2", "--node", "agt02", "--", "sleep", "3600"],
+    )?;
     let remotes = PinnedRemotes::open(&lab.host("agt02").pin_dir)?;
     let pid = agents[1].pid().context("agt02's agent is not running")?;
     // The store is only reachable inside the lab: the runtime's threads are made by a
@@ -125,7 +130,11 @@ fn measure(
 ) -> anyhow::Result<(Convergence, AgentScale)> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let config = overlay::store::StoreConfig::new(url, &overlay::store::TlsFiles::default(), None, None)?;
-    let store = runtime.block_on(overlay::store::connect(&config, Some(Duration::from_secs(10)), &overlay::shutdown::Shutdown::never()))?;
+    let store = runtime.block_on(overlay::store::connect(
+        &config,
+        Some(Duration::from_secs(10)),
+        &overlay::shutdown::Shutdown::never(),
+    ))?;
     // When each endpoint first appears in the store, as seen from here.
     let published: Arc<Mutex<HashMap<Ipv4Addr, Instant>>> = Arc::default();
     let shutdown = overlay::shutdown::Shutdown::never();
@@ -133,10 +142,10 @@ fn measure(
     let seen = published.clone();
     runtime.spawn(async move {
         while let Some(update) = watch.recv().await {
-            if let WatchUpdate::Event(WatchEvent::Put(entry)) = update {
-                if let Ok(record) = serde_json::from_slice::<EndpointRecord>(&entry.value) {
-                    seen.lock().unwrap().entry(record.ip).or_insert_with(Instant::now);
-                }
+            if let WatchUpdate::Event(WatchEvent::Put(entry)) = update
+                && let Ok(record) = serde_json::from_slice::<EndpointRecord>(&entry.value)
+            {
+                seen.lock().unwrap().entry(record.ip).or_insert_with(Instant::now);
             }
         }
     });
@@ -145,7 +154,12 @@ fn measure(
     for i in 0..starts {
         let name = format!("c{i}");
         let started = Instant::now();
-        let out = cluster::overlay_ok(lab, "agt01", url, &["run", "--name", &name, "--net", "bench1", "--node", "agt01", "--", "sleep", "3600"])?;
+        let out = cluster::overlay_ok(
+            lab,
+            "agt01",
+            url,
+            &["run", "--name", &name, "--net", "bench1", "--node", "agt01", "--", "sleep", "3600"],
+        )?;
         let ip: Ipv4Addr = out.split_whitespace().last().context("no address")?.parse()?;
         let deadline = started + Duration::from_secs(10);
         while !remotes.contains(vni1, ip) {
@@ -155,7 +169,8 @@ fn measure(
             std::thread::sleep(Duration::from_micros(200));
         }
         let programmed = Instant::now();
-        let publish = published.lock().unwrap().get(&ip).copied().context("the endpoint was never seen in the store")?;
+        let publish =
+            published.lock().unwrap().get(&ip).copied().context("the endpoint was never seen in the store")?;
         publish_to_peer.push(programmed.saturating_duration_since(publish).as_secs_f64() * 1000.0);
         run_to_peer.push(programmed.duration_since(started).as_secs_f64() * 1000.0);
     }
@@ -169,7 +184,8 @@ fn measure(
     let before = remotes.len();
     let rss_before = rss_mib(pid)?;
     let scale = runtime.block_on(async {
-        let (node, lease) = register_node(&store, "ghost", Ipv4Addr::new(192, 168, 1, 199), Duration::from_secs(600)).await?;
+        let (node, lease) =
+            register_node(&store, "ghost", Ipv4Addr::new(192, 168, 1, 199), Duration::from_secs(600)).await?;
         let network_id = overlay::network::find(&store, "bench2").await?.id;
         let first = Instant::now();
         for chunk in (0..endpoints).collect::<Vec<_>>().chunks(100) {
@@ -186,7 +202,11 @@ fn measure(
                         ip,
                         mac: overlay::container::mac_for(ip),
                     };
-                    Op::Put { key: endpoint::key(&network_id, &record.id), value: serde_json::to_vec(&record).unwrap_or_default(), lease: Some(lease) }
+                    Op::Put {
+                        key: endpoint::key(&network_id, &record.id),
+                        value: serde_json::to_vec(&record).unwrap_or_default(),
+                        lease: Some(lease),
+                    }
                 })
                 .collect();
             store.txn(vec![], ops, vec![]).await?;

@@ -7,12 +7,7 @@ use std::{fmt::Write as _, net::Ipv4Addr, path::Path};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::{
-    ContainerSpec, Lab,
-    datapath::HostDatapath,
-    kernel_vxlan::KernelVxlan,
-    traffic,
-};
+use crate::{ContainerSpec, Lab, datapath::HostDatapath, kernel_vxlan::KernelVxlan, traffic};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -92,10 +87,7 @@ pub fn median(values: &[f64]) -> f64 {
 }
 
 pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
-    let mut lab = Lab::builder("bench")
-        .host("h1", "192.168.1.141/24")
-        .host("h2", "192.168.1.142/24")
-        .build()?;
+    let mut lab = Lab::builder("bench").host("h1", "192.168.1.141/24").host("h2", "192.168.1.142/24").build()?;
     let (h1, h2) = (lab.host("h1").clone(), lab.host("h2").clone());
 
     // Kernel path: what Docker's overlay driver builds.
@@ -154,13 +146,9 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
     }
     set_underlay_program(&mut dps, true)?;
 
-    let underlay_medians: Vec<(Metric, f64)> = samples
-        .iter()
-        .filter(|(p, _, _)| *p == Path3::Underlay)
-        .map(|(_, m, v)| (*m, median(v)))
-        .collect();
-    let underlay_median =
-        |metric: Metric| underlay_medians.iter().find(|(m, _)| *m == metric).map(|(_, v)| *v);
+    let underlay_medians: Vec<(Metric, f64)> =
+        samples.iter().filter(|(p, _, _)| *p == Path3::Underlay).map(|(_, m, v)| (*m, median(v))).collect();
+    let underlay_median = |metric: Metric| underlay_medians.iter().find(|(m, _)| *m == metric).map(|(_, v)| *v);
     Ok(samples
         .into_iter()
         .map(|(path, metric, runs)| {
@@ -248,26 +236,57 @@ pub fn svg_chart(records: &[Record], title: &str) -> String {
         width / 2.0
     );
     let y1 = bottom - scale;
-    let _ = writeln!(svg, "<line x1=\"{left}\" x2=\"{}\" y1=\"{y1}\" y2=\"{y1}\" stroke=\"#999\" stroke-dasharray=\"4 3\"/><text x=\"{}\" y=\"{}\" text-anchor=\"end\">1.0</text>", width - 20.0, left - 6.0, y1 + 4.0);
-    let _ = writeln!(svg, "<line x1=\"{left}\" x2=\"{}\" y1=\"{bottom}\" y2=\"{bottom}\" stroke=\"black\"/>", width - 20.0);
+    let _ = writeln!(
+        svg,
+        "<line x1=\"{left}\" x2=\"{}\" y1=\"{y1}\" y2=\"{y1}\" stroke=\"#999\" stroke-dasharray=\"4 3\"/><text x=\"{}\" y=\"{}\" text-anchor=\"end\">1.0</text>",
+        width - 20.0,
+        left - 6.0,
+        y1 + 4.0
+    );
+    let _ =
+        writeln!(svg, "<line x1=\"{left}\" x2=\"{}\" y1=\"{bottom}\" y2=\"{bottom}\" stroke=\"black\"/>", width - 20.0);
     let group_width = (width - left - 20.0) / Metric::ALL.len() as f64;
     for (g, metric) in Metric::ALL.iter().enumerate() {
         let gx = left + g as f64 * group_width;
         let better = if metric.higher_is_better() { "higher is better" } else { "lower is better" };
-        let _ = writeln!(svg, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{metric:?} ({better})</text>", gx + group_width / 2.0, bottom + 20.0);
+        let _ = writeln!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{metric:?} ({better})</text>",
+            gx + group_width / 2.0,
+            bottom + 20.0
+        );
         for (i, path) in Path3::ALL.iter().enumerate() {
             let Some(r) = records.iter().find(|r| r.path == *path && r.metric == *metric) else { continue };
             let ratio = if r.ratio_to_underlay.is_finite() { r.ratio_to_underlay } else { 0.0 };
             let bar_w = group_width / 4.0;
             let x = gx + bar_w * (i as f64 + 0.5);
             let h = ratio * scale;
-            let _ = writeln!(svg, "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{}\"/>", bottom - h, bar_w * 0.9, colors[i]);
-            let _ = writeln!(svg, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">{ratio:.2}</text>", x + bar_w * 0.45, bottom - h - 4.0);
+            let _ = writeln!(
+                svg,
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{}\"/>",
+                bottom - h,
+                bar_w * 0.9,
+                colors[i]
+            );
+            let _ = writeln!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">{ratio:.2}</text>",
+                x + bar_w * 0.45,
+                bottom - h - 4.0
+            );
         }
     }
     for (i, path) in Path3::ALL.iter().enumerate() {
         let x = left + i as f64 * 200.0;
-        let _ = writeln!(svg, "<rect x=\"{x}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>", height - 30.0, colors[i], x + 16.0, height - 20.0, path.label());
+        let _ = writeln!(
+            svg,
+            "<rect x=\"{x}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>",
+            height - 30.0,
+            colors[i],
+            x + 16.0,
+            height - 20.0,
+            path.label()
+        );
     }
     svg.push_str("</svg>\n");
     svg

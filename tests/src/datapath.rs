@@ -6,8 +6,7 @@ use std::net::Ipv4Addr;
 use anyhow::Context;
 use overlay::{
     datapath::{
-        CounterSnapshot, Datapath, DatapathConfig, LocalEndpointSpec, NetworkSpec,
-        RemoteEndpointSpec, ensure_bpffs,
+        CounterSnapshot, Datapath, DatapathConfig, LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec, ensure_bpffs,
     },
     netns,
 };
@@ -74,12 +73,7 @@ impl HostDatapath {
 
     /// Makes `container`, living behind `vtep`, reachable from this host.
     pub fn add_remote(&mut self, vni: u32, container: &Container, vtep: Ipv4Addr) -> anyhow::Result<()> {
-        self.datapath.add_remote_endpoint(RemoteEndpointSpec {
-            vni,
-            ip: container.ip,
-            mac: container.mac,
-            vtep,
-        })?;
+        self.datapath.add_remote_endpoint(RemoteEndpointSpec { vni, ip: container.ip, mac: container.mac, vtep })?;
         Ok(())
     }
 

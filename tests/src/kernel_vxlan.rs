@@ -28,10 +28,26 @@ impl KernelVxlan {
         let vni_s = vni.to_string();
         let local_s = local.to_string();
         cmd::ip(&ns, &["link", "add", &bridge, "type", "bridge"])?;
-        cmd::ip(&ns, &[
-            "link", "add", &vxlan, "type", "vxlan", "id", &vni_s, "dstport", "4789", "local", &local_s,
-            "dev", &host.interface, "nolearning", "proxy",
-        ])?;
+        cmd::ip(
+            &ns,
+            &[
+                "link",
+                "add",
+                &vxlan,
+                "type",
+                "vxlan",
+                "id",
+                &vni_s,
+                "dstport",
+                "4789",
+                "local",
+                &local_s,
+                "dev",
+                &host.interface,
+                "nolearning",
+                "proxy",
+            ],
+        )?;
         cmd::ip(&ns, &["link", "set", &vxlan, "mtu", "1450", "master", &bridge, "up"])?;
         cmd::ip(&ns, &["link", "set", &bridge, "up"])?;
         Ok(KernelVxlan { ns, bridge, vxlan })
@@ -48,8 +64,24 @@ impl KernelVxlan {
     pub fn add_remote(&self, container: &Container, vtep: Ipv4Addr) -> anyhow::Result<()> {
         let mac = mac_string(&container.mac);
         let vtep = vtep.to_string();
-        cmd::run(&["bridge", "-n", &self.ns, "fdb", "append", &mac, "dev", &self.vxlan, "dst", &vtep, "self", "permanent"])?;
-        cmd::ip(&self.ns, &["neigh", "add", &container.ip.to_string(), "lladdr", &mac, "dev", &self.vxlan, "nud", "permanent"])?;
+        cmd::run(&[
+            "bridge",
+            "-n",
+            &self.ns,
+            "fdb",
+            "append",
+            &mac,
+            "dev",
+            &self.vxlan,
+            "dst",
+            &vtep,
+            "self",
+            "permanent",
+        ])?;
+        cmd::ip(
+            &self.ns,
+            &["neigh", "add", &container.ip.to_string(), "lladdr", &mac, "dev", &self.vxlan, "nud", "permanent"],
+        )?;
         Ok(())
     }
 }

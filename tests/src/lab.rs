@@ -262,10 +262,11 @@ impl Drop for Lab {
         if let Ok(list) = cmd::run(&["ip", "netns", "list"]) {
             let mine = self.namespaces.lock().unwrap().clone();
             for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-                if name.starts_with(&format!("{}-", self.prefix)) && !mine.iter().any(|m| m == name) {
-                    if let Err(e) = delete_ns(name) {
-                        eprintln!("lab teardown: {e:#}");
-                    }
+                if name.starts_with(&format!("{}-", self.prefix))
+                    && !mine.iter().any(|m| m == name)
+                    && let Err(e) = delete_ns(name)
+                {
+                    eprintln!("lab teardown: {e:#}");
                 }
             }
         }

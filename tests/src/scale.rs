@@ -25,7 +25,12 @@ pub fn remote_endpoints(count: u32) -> anyhow::Result<TableScale> {
         .map(|i| {
             let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 1, 0, 0)) + i);
             let [a, b, c, d] = ip.octets();
-            RemoteEndpointSpec { vni: 4096, ip, mac: [0x02, 0x42, a, b, c, d], vtep: Ipv4Addr::new(192, 168, 1, 142 + (i % 100) as u8) }
+            RemoteEndpointSpec {
+                vni: 4096,
+                ip,
+                mac: [0x02, 0x42, a, b, c, d],
+                vtep: Ipv4Addr::new(192, 168, 1, 142 + (i % 100) as u8),
+            }
         })
         .collect();
     let started = Instant::now();
@@ -39,5 +44,10 @@ pub fn remote_endpoints(count: u32) -> anyhow::Result<TableScale> {
         dp.datapath.remove_remote_endpoint(spec.vni, spec.ip)?;
     }
     let remove_seconds = started.elapsed().as_secs_f64();
-    Ok(TableScale { endpoints: count, program_seconds, remove_seconds, endpoints_per_second: f64::from(count) / program_seconds })
+    Ok(TableScale {
+        endpoints: count,
+        program_seconds,
+        remove_seconds,
+        endpoints_per_second: f64::from(count) / program_seconds,
+    })
 }

@@ -27,10 +27,7 @@ pub fn ping(ns: &str, dst: Ipv4Addr, count: u32, interval: &str) -> anyhow::Resu
 
 fn parse_ping(out: &str) -> anyhow::Result<PingResult> {
     let stats = out.lines().find(|l| l.contains("packets transmitted")).context("no ping summary")?;
-    let numbers: Vec<u32> = stats
-        .split(',')
-        .filter_map(|part| part.split_whitespace().next()?.parse().ok())
-        .collect();
+    let numbers: Vec<u32> = stats.split(',').filter_map(|part| part.split_whitespace().next()?.parse().ok()).collect();
     let (transmitted, received) = match numbers.as_slice() {
         [t, r, ..] => (*t, *r),
         _ => bail!("unexpected ping summary {stats:?}"),

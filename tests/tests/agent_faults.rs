@@ -16,10 +16,14 @@ use overlay_tests::{
     traffic,
 };
 
-
 /// `overlay run --node NODE`, returning the container's namespace and address.
 fn run_on(lab: &Lab, store: &str, node: &str, name: &str) -> anyhow::Result<(String, std::net::Ipv4Addr)> {
-    let out = cluster::overlay_ok(lab, node, store, &["run", "--name", name, "--net", "net1", "--node", node, "--", "sleep", "600"])?;
+    let out = cluster::overlay_ok(
+        lab,
+        node,
+        store,
+        &["run", "--name", name, "--net", "net1", "--node", node, "--", "sleep", "600"],
+    )?;
     let ip = out.split_whitespace().last().context("no address printed")?.parse()?;
     Ok((format!("{}-{node}-{name}", lab.prefix), ip))
 }
@@ -151,7 +155,8 @@ fn cleanup_removes_namespaces_and_pins() -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(100));
         }
         let socket = plugin_socket.to_string_lossy().into_owned();
-        let activate = cmd::run(&["curl", "-s", "--unix-socket", &socket, "-X", "POST", "http://plugin/Plugin.Activate"])?;
+        let activate =
+            cmd::run(&["curl", "-s", "--unix-socket", &socket, "-X", "POST", "http://plugin/Plugin.Activate"])?;
         assert!(activate.contains("NetworkDriver") && activate.contains("IpamDriver"), "{activate}");
 
         cluster::overlay_ok(&lab, "agt01", &store, &["network", "create", "--subnet", "10.0.6.0/24", "net1"])?;
@@ -162,7 +167,19 @@ fn cleanup_removes_namespaces_and_pins() -> anyhow::Result<()> {
 
         let prefix = cluster::container_netns_prefix(&lab, &host);
         let pin_dir = host.pin_dir.to_string_lossy().into_owned();
-        let out = cluster::overlay(&host, &["agent", "--cleanup", "--advertise", &host.ip.to_string(), "--pin-dir", &pin_dir, "--netns-prefix", &prefix])?;
+        let out = cluster::overlay(
+            &host,
+            &[
+                "agent",
+                "--cleanup",
+                "--advertise",
+                &host.ip.to_string(),
+                "--pin-dir",
+                &pin_dir,
+                "--netns-prefix",
+                &prefix,
+            ],
+        )?;
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(!cmd::run(&["ip", "netns", "list"])?.contains(&ns), "the container namespace is still there");
         assert!(!host.pin_dir.exists(), "the pins are still there");

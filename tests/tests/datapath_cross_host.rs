@@ -14,10 +14,7 @@ const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 1);
 
 #[test]
 fn ping_tcp_and_udp_cross_host() -> anyhow::Result<()> {
-    let mut lab = Lab::builder("xhost")
-        .host("h1", "192.168.1.141/24")
-        .host("h2", "192.168.1.142/24")
-        .build()?;
+    let mut lab = Lab::builder("xhost").host("h1", "192.168.1.141/24").host("h2", "192.168.1.142/24").build()?;
     let c1 = lab.add_container("h1", &ContainerSpec::new("c1", Ipv4Addr::new(10, 0, 9, 2)))?;
     let c2 = lab.add_container("h2", &ContainerSpec::new("c2", Ipv4Addr::new(10, 0, 9, 3)))?;
     let mut dps = vec![HostDatapath::start(lab.host("h1"))?, HostDatapath::start(lab.host("h2"))?];

@@ -12,10 +12,7 @@ const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 1);
 
 #[test]
 fn same_subnet_different_vni_isolated() -> anyhow::Result<()> {
-    let mut lab = Lab::builder("iso")
-        .host("h1", "192.168.1.141/24")
-        .host("h2", "192.168.1.142/24")
-        .build()?;
+    let mut lab = Lab::builder("iso").host("h1", "192.168.1.141/24").host("h2", "192.168.1.142/24").build()?;
     let ip = |d| Ipv4Addr::new(10, 0, 9, d);
     // The same address on both networks, on h1; distinct MACs to tell them apart.
     let mut red1 = ContainerSpec::new("red1", ip(2));

@@ -4,18 +4,14 @@
 use std::net::Ipv4Addr;
 
 use overlay_common::{Direction, Reason};
-use overlay_tests::{
-    ContainerSpec, Lab, datapath::HostDatapath, kernel_vxlan::KernelVxlan, traffic,
-};
+use overlay_tests::{ContainerSpec, Lab, datapath::HostDatapath, kernel_vxlan::KernelVxlan, traffic};
 
 const VNI: u32 = 4097;
 
 #[test]
 fn kernel_vxlan_interop_both_ways() -> anyhow::Result<()> {
-    let mut lab = Lab::builder("interop")
-        .host("ebpf", "192.168.1.141/24")
-        .host("kernel", "192.168.1.142/24")
-        .build()?;
+    let mut lab =
+        Lab::builder("interop").host("ebpf", "192.168.1.141/24").host("kernel", "192.168.1.142/24").build()?;
     let ours = lab.add_container("ebpf", &ContainerSpec::new("ours", Ipv4Addr::new(10, 0, 9, 2)))?;
     let theirs = lab.add_container("kernel", &ContainerSpec::new("theirs", Ipv4Addr::new(10, 0, 9, 3)))?;
     let (ebpf_host, kernel_host) = (lab.host("ebpf").clone(), lab.host("kernel").clone());

@@ -33,10 +33,7 @@ fn same_host_delivery() -> anyhow::Result<()> {
 
 #[test]
 fn counters_match_traffic() -> anyhow::Result<()> {
-    let mut lab = Lab::builder("count")
-        .host("h1", "192.168.1.141/24")
-        .host("h2", "192.168.1.142/24")
-        .build()?;
+    let mut lab = Lab::builder("count").host("h1", "192.168.1.141/24").host("h2", "192.168.1.142/24").build()?;
     let c1 = lab.add_container("h1", &ContainerSpec::new("c1", Ipv4Addr::new(10, 0, 9, 2)))?;
     let c2 = lab.add_container("h2", &ContainerSpec::new("c2", Ipv4Addr::new(10, 0, 9, 3)))?;
     let mut dps = vec![HostDatapath::start(lab.host("h1"))?, HostDatapath::start(lab.host("h2"))?];

@@ -11,10 +11,7 @@ use overlay_tests::{
 
 #[test]
 fn routed_underlay() -> anyhow::Result<()> {
-    let mut lab = Lab::builder("routed")
-        .host("h1", "192.168.1.141/24")
-        .host("h2", "192.168.2.142/24")
-        .build()?;
+    let mut lab = Lab::builder("routed").host("h1", "192.168.1.141/24").host("h2", "192.168.2.142/24").build()?;
     assert!(lab.router.is_some());
     let c1 = lab.add_container("h1", &ContainerSpec::new("c1", Ipv4Addr::new(10, 0, 9, 2)))?;
     let c2 = lab.add_container("h2", &ContainerSpec::new("c2", Ipv4Addr::new(10, 0, 9, 3)))?;

@@ -52,18 +52,23 @@ fn untrusted_vxlan_dropped_by_reason() -> anyhow::Result<()> {
     let mut no_flag = with_vxlan(VNI, &valid);
     no_flag[0] = 0;
     let random: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
-    send_udp(&lab.host("h2").ns, h2, h1, &[
-        vec![0x08, 0, 0],                 // shorter than a VXLAN header
-        no_flag,                          // I flag missing
-        with_vxlan(999, &valid),          // unknown VNI
-        with_vxlan(VNI, &valid[..10]),    // inner Ethernet cut short
-        with_vxlan(VNI, &valid[..24]),    // inner IPv4 cut short
-        with_vxlan(VNI, &arp_inner),      // inner frame not IPv4
-        with_vxlan(VNI, &bad_ip),         // inner header not valid IPv4
-        with_vxlan(VNI, &stranger),       // inner source is no container of h2
-        with_vxlan(VNI, &nobody),         // inner destination not on h1
-        with_vxlan(0xabcdef, &random),    // garbage behind a plausible header
-    ])?;
+    send_udp(
+        &lab.host("h2").ns,
+        h2,
+        h1,
+        &[
+            vec![0x08, 0, 0],              // shorter than a VXLAN header
+            no_flag,                       // I flag missing
+            with_vxlan(999, &valid),       // unknown VNI
+            with_vxlan(VNI, &valid[..10]), // inner Ethernet cut short
+            with_vxlan(VNI, &valid[..24]), // inner IPv4 cut short
+            with_vxlan(VNI, &arp_inner),   // inner frame not IPv4
+            with_vxlan(VNI, &bad_ip),      // inner header not valid IPv4
+            with_vxlan(VNI, &stranger),    // inner source is no container of h2
+            with_vxlan(VNI, &nobody),      // inner destination not on h1
+            with_vxlan(0xabcdef, &random), // garbage behind a plausible header
+        ],
+    )?;
     // Then one valid packet, which is delivered.
     send_udp(&lab.host("h2").ns, h2, h1, &[with_vxlan(VNI, &valid)])?;
 
@@ -88,10 +93,7 @@ fn untrusted_vxlan_dropped_by_reason() -> anyhow::Result<()> {
 
 #[test]
 fn container_cannot_spoof_its_source() -> anyhow::Result<()> {
-    let mut lab = Lab::builder("spoof")
-        .host("h1", "192.168.1.141/24")
-        .host("h2", "192.168.1.142/24")
-        .build()?;
+    let mut lab = Lab::builder("spoof").host("h1", "192.168.1.141/24").host("h2", "192.168.1.142/24").build()?;
     let c1 = lab.add_container("h1", &ContainerSpec::new("c1", Ipv4Addr::new(10, 0, 9, 2)))?;
     let c2 = lab.add_container("h2", &ContainerSpec::new("c2", Ipv4Addr::new(10, 0, 9, 3)))?;
     let mut dps = vec![HostDatapath::start(lab.host("h1"))?, HostDatapath::start(lab.host("h2"))?];
@@ -100,7 +102,8 @@ fn container_cannot_spoof_its_source() -> anyhow::Result<()> {
 
     cmd::ip(&c1.ns, &["addr", "add", "10.0.9.50/24", "dev", "eth0"])?;
     let before = dps[0].counters()?;
-    let out = cmd::output_in(&c1.ns, &["ping", "-c", "3", "-i", "0.2", "-W", "1", "-I", "10.0.9.50", &c2.ip.to_string()])?;
+    let out =
+        cmd::output_in(&c1.ns, &["ping", "-c", "3", "-i", "0.2", "-W", "1", "-I", "10.0.9.50", &c2.ip.to_string()])?;
     assert!(!out.status.success(), "a spoofed ping got answers");
     let got = dps[0].counters()?.since(&before);
     assert_eq!(got.packets(Reason::SpoofedSource, Direction::FromContainer), 3);

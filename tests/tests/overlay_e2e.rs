@@ -13,7 +13,6 @@ use overlay_tests::{
     traffic,
 };
 
-
 /// The container's address and node from `overlay ps`.
 fn ps_line(ps: &str, name: &str) -> Option<(String, String)> {
     ps.lines().find_map(|l| {
@@ -45,13 +44,28 @@ fn scenario_without_docker() -> anyhow::Result<()> {
     cluster::wait_for_list(lab.host("mgr01"), &store, &all, Duration::from_secs(20))?;
 
     let result = (|| -> anyhow::Result<()> {
-        cluster::overlay_ok(&lab, "mgr01", &store, &["network", "create", "--driver", "overlay", "--subnet", "10.0.9.0/24", "my_network"])?;
+        cluster::overlay_ok(
+            &lab,
+            "mgr01",
+            &store,
+            &["network", "create", "--driver", "overlay", "--subnet", "10.0.9.0/24", "my_network"],
+        )?;
         for host in ["mgr01", "agt01", "agt03"] {
             let ls = cluster::overlay_ok(&lab, host, &store, &["network", "ls"])?;
             assert_eq!(ls.lines().filter(|l| l.contains("my_network")).count(), 1, "{host}: {ls}");
         }
-        cluster::overlay_ok(&lab, "mgr01", &store, &["run", "--name", "busybox01", "--net", "my_network", "--", "sleep", "300"])?;
-        cluster::overlay_ok(&lab, "mgr01", &store, &["run", "--name", "busybox02", "--net", "my_network", "--", "sleep", "300"])?;
+        cluster::overlay_ok(
+            &lab,
+            "mgr01",
+            &store,
+            &["run", "--name", "busybox01", "--net", "my_network", "--", "sleep", "300"],
+        )?;
+        cluster::overlay_ok(
+            &lab,
+            "mgr01",
+            &store,
+            &["run", "--name", "busybox02", "--net", "my_network", "--", "sleep", "300"],
+        )?;
         let ps = cluster::overlay_ok(&lab, "agt03", &store, &["ps"])?;
         let (node1, ip1) = ps_line(&ps, "busybox01").context(ps.clone())?;
         let (node2, _) = ps_line(&ps, "busybox02").context(ps.clone())?;
@@ -62,9 +76,19 @@ fn scenario_without_docker() -> anyhow::Result<()> {
         traffic::ping_ok(&ns2, ip1, 3)?;
 
         // Step 9: inside busybox02, `ping busybox01` resolves through the embedded DNS.
-        let ping = cluster::overlay_ok(&lab, &node2, &store, &["exec", "busybox02", "--", "ping", "-c", "3", "-i", "0.2", "busybox01"])?;
+        let ping = cluster::overlay_ok(
+            &lab,
+            &node2,
+            &store,
+            &["exec", "busybox02", "--", "ping", "-c", "3", "-i", "0.2", "busybox01"],
+        )?;
         assert!(ping.contains(&format!("({ip1})")) && ping.contains("3 received"), "{ping}");
-        let getent = cluster::overlay_ok(&lab, &node2, &store, &["exec", "busybox02", "--", "getent", "hosts", "busybox01.my_network"])?;
+        let getent = cluster::overlay_ok(
+            &lab,
+            &node2,
+            &store,
+            &["exec", "busybox02", "--", "getent", "hosts", "busybox01.my_network"],
+        )?;
         assert!(getent.starts_with(&ip1.to_string()), "{getent}");
 
         // rm: the container's address stops answering at once and is released.

@@ -83,7 +83,11 @@ fn main() -> anyhow::Result<()> {
             args.extend(["--json".into(), absolute(&json)?, "--chart".into(), absolute(&chart)?]);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let overlay = root.join("target/release/overlay");
-            run::program_with_env(&root.join("target/release/overlay-bench"), &args, &[("OVERLAY_BIN", overlay.as_os_str())])
+            run::program_with_env(
+                &root.join("target/release/overlay-bench"),
+                &args,
+                &[("OVERLAY_BIN", overlay.as_os_str())],
+            )
         }
     }
 }

@@ -14,10 +14,7 @@ pub fn status(command: &mut Command) -> anyhow::Result<()> {
 }
 
 pub fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("starting {program}"))?;
+    let out = Command::new(program).args(args).output().with_context(|| format!("starting {program}"))?;
     if !out.status.success() {
         bail!("{program} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
@@ -77,16 +74,6 @@ fn parse_result(line: &str) -> Option<(u64, u64)> {
     Some((count(" passed")?, count(" failed")?))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn parses_cargo_test_results() {
-        let line = "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.2s";
-        assert_eq!(super::parse_result(line), Some((3, 2)));
-        assert_eq!(super::parse_result("running 3 tests"), None);
-    }
-}
-
 pub fn program_with_env(program: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> anyhow::Result<()> {
     let mut command = Command::new(program);
     command.args(args);
@@ -114,4 +101,14 @@ pub fn remove_stale_labs() -> anyhow::Result<()> {
         eprintln!("xtask: removed stale namespace {name}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_cargo_test_results() {
+        let line = "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.2s";
+        assert_eq!(super::parse_result(line), Some((3, 2)));
+        assert_eq!(super::parse_result("running 3 tests"), None);
+    }
 }

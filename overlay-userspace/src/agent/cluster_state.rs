@@ -50,10 +50,10 @@ impl ClusterState {
                 }
                 Err(error) => tracing::warn!("skipping malformed network record {key}: {error}"),
             }
-        } else if key.starts_with(endpoint::ENDPOINTS) {
-            if let Some(record) = EndpointRecord::parse(key, value) {
-                self.endpoints.insert(key.to_owned(), record);
-            }
+        } else if key.starts_with(endpoint::ENDPOINTS)
+            && let Some(record) = EndpointRecord::parse(key, value)
+        {
+            self.endpoints.insert(key.to_owned(), record);
         }
     }
 
@@ -75,11 +75,8 @@ impl ClusterState {
         use std::collections::BTreeMap;
 
         use crate::dns::{ContainerRecord, Endpoint, NetworkRecord};
-        let networks = self
-            .networks
-            .values()
-            .map(|n| NetworkRecord { name: n.name.clone(), internal: n.internal })
-            .collect();
+        let networks =
+            self.networks.values().map(|n| NetworkRecord { name: n.name.clone(), internal: n.internal }).collect();
         let mut containers: BTreeMap<&str, ContainerRecord> = BTreeMap::new();
         for e in self.endpoints.values() {
             let Some(network) = self.networks.get(&e.network_id) else { continue };
@@ -89,7 +86,11 @@ impl ClusterState {
             }
             containers
                 .entry(e.container.as_str())
-                .or_insert_with(|| ContainerRecord { id: e.container.clone(), name: e.container.clone(), endpoints: vec![] })
+                .or_insert_with(|| ContainerRecord {
+                    id: e.container.clone(),
+                    name: e.container.clone(),
+                    endpoints: vec![],
+                })
                 .endpoints
                 .push(Endpoint { network: network.name.clone(), ip: e.ip, aliases: e.aliases.clone() });
         }

@@ -90,7 +90,8 @@ pub fn endpoint_id(container_id: &str, network_id: &str) -> String {
     for byte in container_id.bytes().chain([b'/']).chain(network_id.bytes()) {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
     }
-    let tail: String = container_id.chars().filter(char::is_ascii_hexdigit).chain(std::iter::repeat('0')).take(48).collect();
+    let tail: String =
+        container_id.chars().filter(char::is_ascii_hexdigit).chain(std::iter::repeat('0')).take(48).collect();
     format!("{hash:016x}{tail}")
 }
 
@@ -116,11 +117,10 @@ impl<S: Store + Transact> ContainerTask<S> {
                             }
                         }
                         for (name, record) in wanted {
-                            if !running.contains_key(&name) {
-                                if let Some(r) = self.start(record).await {
+                            if !running.contains_key(&name)
+                                && let Some(r) = self.start(record).await {
                                     running.insert(name, r);
                                 }
-                            }
                         }
                     }
                     Some(WatchUpdate::Event(WatchEvent::Put(entry))) => {
@@ -142,11 +142,10 @@ impl<S: Store + Transact> ContainerTask<S> {
                         }
                     }
                     Some(WatchUpdate::Event(WatchEvent::Delete { key, .. })) => {
-                        if let Some(name) = key.strip_prefix(record::CONTAINERS) {
-                            if let Some(r) = running.remove(name) {
+                        if let Some(name) = key.strip_prefix(record::CONTAINERS)
+                            && let Some(r) = running.remove(name) {
                                 self.remove(r).await;
                             }
-                        }
                     }
                     None => break,
                 },
@@ -196,14 +195,20 @@ impl<S: Store + Transact> ContainerTask<S> {
             return None;
         }
         let resolver = self.start_resolver(&record.name, &netns_name);
-        if !adopting && !record.command.is_empty() {
-            if let Err(e) = self.spawn_command(&record, &netns_name) {
-                tracing::warn!("container {}: starting its command failed: {e}", record.name);
-                status.message = Some(format!("command not started: {e}"));
-            }
+        if !adopting
+            && !record.command.is_empty()
+            && let Err(e) = self.spawn_command(&record, &netns_name)
+        {
+            tracing::warn!("container {}: starting its command failed: {e}", record.name);
+            status.message = Some(format!("command not started: {e}"));
         }
         self.write_status(&status).await;
-        tracing::info!("container {} {} on {} network(s)", record.name, if adopting { "adopted" } else { "started" }, joined.len());
+        tracing::info!(
+            "container {} {} on {} network(s)",
+            record.name,
+            if adopting { "adopted" } else { "started" },
+            joined.len()
+        );
         Some(Running { record, joined, status, resolver })
     }
 
@@ -243,14 +248,13 @@ impl<S: Store + Transact> ContainerTask<S> {
             // An adopted container keeps the address it has.
             let mut requested = request.ip;
             let mut already_attached = false;
-            if let Some(inside) = &inside {
-                if inside.link_index(&interface).await.map_err(|e| e.to_string())?.is_some()
-                    && self.host.link_index(&host_interface).await.map_err(|e| e.to_string())?.is_some()
-                {
-                    already_attached = true;
-                    let mac = inside.link_mac(&interface).await.map_err(|e| e.to_string())?;
-                    requested = Some(std::net::Ipv4Addr::new(mac[2], mac[3], mac[4], mac[5]));
-                }
+            if let Some(inside) = &inside
+                && inside.link_index(&interface).await.map_err(|e| e.to_string())?.is_some()
+                && self.host.link_index(&host_interface).await.map_err(|e| e.to_string())?.is_some()
+            {
+                already_attached = true;
+                let mac = inside.link_mac(&interface).await.map_err(|e| e.to_string())?;
+                requested = Some(std::net::Ipv4Addr::new(mac[2], mac[3], mac[4], mac[5]));
             }
             let ip = self
                 .ipam
@@ -276,7 +280,12 @@ impl<S: Store + Transact> ContainerTask<S> {
                 mac: attachment.mac,
             };
             // Recorded before the veth exists, so a failure below undoes the allocation.
-            joined.push(Joined { vni: network.vni, attachment: attachment.clone(), endpoint: endpoint.clone(), network_name: network.name.clone() });
+            joined.push(Joined {
+                vni: network.vni,
+                attachment: attachment.clone(),
+                endpoint: endpoint.clone(),
+                network_name: network.name.clone(),
+            });
             if !already_attached {
                 container::attach(&self.host, netns_path, &attachment).await.map_err(|e| e.to_string())?;
             }
@@ -287,7 +296,11 @@ impl<S: Store + Transact> ContainerTask<S> {
                 let mut datapath = self.datapath.lock().await;
                 let gateway_mac = container::mac_for(network.gateway);
                 datapath
-                    .add_network(crate::datapath::NetworkSpec { vni: network.vni, gateway: network.gateway, gateway_mac })
+                    .add_network(crate::datapath::NetworkSpec {
+                        vni: network.vni,
+                        gateway: network.gateway,
+                        gateway_mac,
+                    })
                     .map_err(|e| e.to_string())?;
                 datapath.add_local_endpoint(&spec).map_err(|e| e.to_string())?;
             }
@@ -340,7 +353,13 @@ impl<S: Store + Transact> ContainerTask<S> {
                         }
                         let _ = self
                             .ipam
-                            .allocate(&j.endpoint.network_id, &j.endpoint.id, &self.config.node_id, self.lease(), Some(j.endpoint.ip))
+                            .allocate(
+                                &j.endpoint.network_id,
+                                &j.endpoint.id,
+                                &self.config.node_id,
+                                self.lease(),
+                                Some(j.endpoint.ip),
+                            )
                             .await;
                         self.write_status(&r.status).await;
                     }

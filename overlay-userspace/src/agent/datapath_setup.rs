@@ -26,7 +26,9 @@ pub enum SetupError {
     Netlink(#[from] NetlinkError),
     #[error(transparent)]
     Datapath(#[from] DatapathError),
-    #[error("no interface of this host holds {0}; pass the right --advertise or name the underlay with --underlay-interface")]
+    #[error(
+        "no interface of this host holds {0}; pass the right --advertise or name the underlay with --underlay-interface"
+    )]
     NoUnderlay(Ipv4Addr),
     #[error("the underlay MTU {0} leaves no room for VXLAN's {OVERHEAD} bytes")]
     MtuTooSmall(u32),
@@ -41,7 +43,11 @@ pub struct ReadyDatapath {
 
 /// Loads and attaches the datapath for VTEP `advertise`. Maps pinned by a previous agent
 /// are adopted, and the underlay program is replaced in place.
-pub async fn start(advertise: Ipv4Addr, options: &DatapathOptions, host: &Netlink) -> Result<ReadyDatapath, SetupError> {
+pub async fn start(
+    advertise: Ipv4Addr,
+    options: &DatapathOptions,
+    host: &Netlink,
+) -> Result<ReadyDatapath, SetupError> {
     let underlay_interface = match &options.underlay_interface {
         Some(name) => name.clone(),
         None => host.interface_with_address(advertise).await?.ok_or(SetupError::NoUnderlay(advertise))?,

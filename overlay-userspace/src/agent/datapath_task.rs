@@ -85,14 +85,9 @@ pub async fn run<S: Store>(
         let mut count = 1;
         absorb(&mut state, update);
         let gather_until = tokio::time::Instant::now() + pause;
-        loop {
-            match tokio::time::timeout_at(gather_until, updates.recv()).await {
-                Ok(Some(more)) => {
-                    absorb(&mut state, more);
-                    count += 1;
-                }
-                Ok(None) | Err(_) => break,
-            }
+        while let Ok(Some(more)) = tokio::time::timeout_at(gather_until, updates.recv()).await {
+            absorb(&mut state, more);
+            count += 1;
         }
         let started = Instant::now();
         if let Some(view) = &names {

@@ -163,7 +163,10 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     });
 
     let names = crate::dns::NameView::new();
-    let upstreams = match crate::dns::Upstreams::from_resolv_conf(&config.upstream_resolv_conf, std::time::Duration::from_secs(2)) {
+    let upstreams = match crate::dns::Upstreams::from_resolv_conf(
+        &config.upstream_resolv_conf,
+        std::time::Duration::from_secs(2),
+    ) {
         Ok(upstreams) => upstreams,
         Err(error) => {
             tracing::warn!("containers' DNS will not forward other names: {error}");
@@ -174,7 +177,10 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     if let Some(mut plugin) = config.docker.clone() {
         plugin.mtu = container_mtu;
         let dns = match config.docker_dns {
-            Some(listen) => Some(crate::docker::DockerDns { sockets: crate::docker::bind_dns(listen)?, upstreams: upstreams.clone() }),
+            Some(listen) => Some(crate::docker::DockerDns {
+                sockets: crate::docker::bind_dns(listen)?,
+                upstreams: upstreams.clone(),
+            }),
             None => None,
         };
         let backend = crate::docker::Backend {
@@ -188,14 +194,21 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
             dns,
         };
         let shutdown = tasks_shutdown.clone();
-        tasks.spawn(async move { ("docker", crate::docker::serve(plugin, backend, shutdown).await.map_err(AgentError::from)) });
+        tasks.spawn(async move {
+            ("docker", crate::docker::serve(plugin, backend, shutdown).await.map_err(AgentError::from))
+        });
     }
     let convergence = std::sync::Arc::new(std::sync::Mutex::new(datapath_task::ConvergenceStats::default()));
     tasks.spawn({
         let (store, datapath, me, stats, names) =
             (store.clone(), datapath.clone(), node_id.clone(), convergence.clone(), names.clone());
         let shutdown = tasks_shutdown.clone();
-        async move { ("datapath", datapath_task::run(store, datapath, me, stats, Some(names), shutdown).await.map_err(AgentError::from)) }
+        async move {
+            (
+                "datapath",
+                datapath_task::run(store, datapath, me, stats, Some(names), shutdown).await.map_err(AgentError::from),
+            )
+        }
     });
     let container_task = container_task::ContainerTask {
         store: store.clone(),
@@ -224,14 +237,17 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
         let (store, id, name) = (store.clone(), node_id.clone(), node_name.clone());
         let shutdown = tasks_shutdown.clone();
         async move {
-            crate::network::host::run_publisher(store, id, name, crate::network::host::PUBLISH_INTERVAL, shutdown).await;
+            crate::network::host::run_publisher(store, id, name, crate::network::host::PUBLISH_INTERVAL, shutdown)
+                .await;
             ("host-networks", Ok(()))
         }
     });
     if let Some(addr) = config.metrics {
         let sources = crate::metrics::Sources { datapath: datapath.clone(), convergence, containers };
         let shutdown = tasks_shutdown.clone();
-        tasks.spawn(async move { ("metrics", crate::metrics::serve(addr, sources, shutdown).await.map_err(AgentError::from)) });
+        tasks.spawn(async move {
+            ("metrics", crate::metrics::serve(addr, sources, shutdown).await.map_err(AgentError::from))
+        });
     }
     let mut result = Ok(());
     let mut stopping = false;

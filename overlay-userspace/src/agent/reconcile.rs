@@ -56,15 +56,13 @@ pub enum Change {
 /// of those networks on other live nodes, and every other live node as a member.
 pub fn desired(state: &ClusterState, me: &str) -> Tables {
     let mut tables = Tables::default();
-    let local_networks: BTreeSet<&str> = state
-        .endpoints
-        .values()
-        .filter(|e| e.node_id == me)
-        .map(|e| e.network_id.as_str())
-        .collect();
+    let local_networks: BTreeSet<&str> =
+        state.endpoints.values().filter(|e| e.node_id == me).map(|e| e.network_id.as_str()).collect();
     for network_id in &local_networks {
         if let Some(n) = state.networks.get(*network_id) {
-            tables.networks.insert(n.vni, NetworkSpec { vni: n.vni, gateway: n.gateway, gateway_mac: mac_for(n.gateway) });
+            tables
+                .networks
+                .insert(n.vni, NetworkSpec { vni: n.vni, gateway: n.gateway, gateway_mac: mac_for(n.gateway) });
         }
     }
     for endpoint in state.endpoints.values() {
@@ -145,7 +143,8 @@ mod tests {
             networks: [("red", 4096, [10, 0, 9, 1]), ("blue", 4097, [10, 0, 8, 1])]
                 .into_iter()
                 .map(|(name, vni, gw)| {
-                    let facts = NetworkFacts { name: name.to_owned(), vni, gateway: Ipv4Addr::from(gw), internal: false };
+                    let facts =
+                        NetworkFacts { name: name.to_owned(), vni, gateway: Ipv4Addr::from(gw), internal: false };
                     (name.to_owned(), facts)
                 })
                 .collect(),

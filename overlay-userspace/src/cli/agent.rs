@@ -87,7 +87,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let metrics = match args.metrics_addr.as_str() {
         "off" => None,
         addr => {
-            let addr = addr.parse().map_err(|_| anyhow::anyhow!("--metrics-addr {addr:?}: use IP:PORT on loopback, or off"))?;
+            let addr = addr
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--metrics-addr {addr:?}: use IP:PORT on loopback, or off"))?;
             overlay::metrics::check_address(addr)?;
             Some(addr)
         }
@@ -109,7 +111,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         (true, addr) => {
             let addr: std::net::SocketAddr =
                 addr.parse().map_err(|_| anyhow::anyhow!("--docker-dns {addr:?}: use a loopback IP:PORT, or off"))?;
-            anyhow::ensure!(addr.ip().is_loopback(), "--docker-dns {addr}: only a loopback address (it has no authentication)");
+            anyhow::ensure!(
+                addr.ip().is_loopback(),
+                "--docker-dns {addr}: only a loopback address (it has no authentication)"
+            );
             Some(addr)
         }
     };

@@ -86,7 +86,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let value = serde_json::to_vec(&record)?;
         match store.put_if(&record::key(&args.name), value, None, Expect::Absent).await? {
             PutOutcome::Written => {}
-            PutOutcome::Conflict(_) => bail!("a container named {:?} exists already; pick another name or `overlay rm` it", args.name),
+            PutOutcome::Conflict(_) => {
+                bail!("a container named {:?} exists already; pick another name or `overlay rm` it", args.name)
+            }
         }
         let status = wait_running(&store, &args.name, args.timeout).await?;
         let addresses: Vec<String> = status.networks.iter().map(|n| format!("{} {}", n.network, n.ip)).collect();
@@ -119,7 +121,10 @@ async fn wait_running(store: &AnyStore, name: &str, timeout: Duration) -> anyhow
             }
         }
         if tokio::time::Instant::now() >= deadline {
-            let placed = store.get(&record::key(name)).await?.and_then(|e| serde_json::from_slice::<ContainerRecord>(&e.value).ok());
+            let placed = store
+                .get(&record::key(name))
+                .await?
+                .and_then(|e| serde_json::from_slice::<ContainerRecord>(&e.value).ok());
             let why = match placed.and_then(|r| r.node_id) {
                 None => "no manager placed it: is `overlay manage` running?".to_owned(),
                 Some(node) => format!("node {node} did not start it: is its agent running?"),
@@ -149,7 +154,7 @@ pub fn ps(args: PsArgs) -> anyhow::Result<()> {
             .filter_map(|e| serde_json::from_slice::<ContainerStatus>(&e.value).ok())
             .map(|s| (s.name.clone(), s))
             .collect();
-        println!("{:<32}{:<20}{:<16}{}", "NAME", "NETWORK", "ADDRESS", "STATE");
+        println!("{:<32}{:<20}{:<16}STATE", "NAME", "NETWORK", "ADDRESS");
         for entry in records.entries {
             let Ok(r) = serde_json::from_slice::<ContainerRecord>(&entry.value) else { continue };
             match statuses.get(&r.name) {
@@ -158,7 +163,8 @@ pub fn ps(args: PsArgs) -> anyhow::Result<()> {
                         State::Running => "running".to_owned(),
                         State::Failed => format!("failed: {}", s.message.clone().unwrap_or_default()),
                     };
-                    let (net, ip) = s.networks.first().map(|n| (n.network.clone(), n.ip.to_string())).unwrap_or_default();
+                    let (net, ip) =
+                        s.networks.first().map(|n| (n.network.clone(), n.ip.to_string())).unwrap_or_default();
                     println!("{:<32}{:<20}{:<16}{}", format!("{}/{}", s.node_name, r.name), net, ip, state);
                     for n in s.networks.iter().skip(1) {
                         println!("{:<32}{:<20}{:<16}", "", n.network, n.ip.to_string());
@@ -190,10 +196,10 @@ pub fn rm(args: RmArgs) -> anyhow::Result<()> {
                 bail!("no container named {name:?}; `overlay ps` lists them");
             }
             // A container the scheduler could not place has a status no agent will remove.
-            if let Some(entry) = store.get(&record::status_key(name)).await? {
-                if entry.lease.is_none() {
-                    store.delete_if(&entry.key, entry.mod_revision).await?;
-                }
+            if let Some(entry) = store.get(&record::status_key(name)).await?
+                && entry.lease.is_none()
+            {
+                store.delete_if(&entry.key, entry.mod_revision).await?;
             }
             println!("{name}");
         }
@@ -217,7 +223,8 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<()> {
     let store = args.store.connect(&rt)?;
     let status = rt.block_on(async {
         let entry = store.get(&record::status_key(&args.name)).await?;
-        let entry = entry.with_context(|| format!("container {:?} is not running; `overlay ps` lists them", args.name))?;
+        let entry =
+            entry.with_context(|| format!("container {:?} is not running; `overlay ps` lists them", args.name))?;
         anyhow::Ok(serde_json::from_slice::<ContainerStatus>(&entry.value)?)
     })?;
     let path = overlay::netns::path(&status.netns);

@@ -102,7 +102,7 @@ pub fn run(args: NetworkArgs) -> anyhow::Result<()> {
                 println!("{}", record.id);
             }
             NetworkCommand::Ls { .. } => {
-                println!("{:<14}{:<20}{:<10}{:<8}{}", "NETWORK ID", "NAME", "DRIVER", "SCOPE", "SUBNET");
+                println!("{:<14}{:<20}{:<10}{:<8}SUBNET", "NETWORK ID", "NAME", "DRIVER", "SCOPE");
                 for n in network::list(&store).await? {
                     println!("{:<14}{:<20}{:<10}{:<8}{}", n.short_id(), n.name, n.driver, n.scope(), n.subnet);
                 }

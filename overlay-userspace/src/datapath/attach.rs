@@ -46,12 +46,7 @@ impl Datapath {
         self.config.pin_dir.join("links").join(name)
     }
 
-    fn attach(
-        &mut self,
-        program_name: &'static str,
-        interface: &str,
-        path: PathBuf,
-    ) -> Result<(), DatapathError> {
+    fn attach(&mut self, program_name: &'static str, interface: &str, path: PathBuf) -> Result<(), DatapathError> {
         let program: &mut SchedClassifier = self
             .ebpf
             .program_mut(program_name)

@@ -76,10 +76,9 @@ impl CounterSnapshot {
 }
 
 fn sum(values: &[Counter]) -> Counter {
-    values.iter().fold(Counter::default(), |acc, c| Counter {
-        packets: acc.packets + c.packets,
-        bytes: acc.bytes + c.bytes,
-    })
+    values
+        .iter()
+        .fold(Counter::default(), |acc, c| Counter { packets: acc.packets + c.packets, bytes: acc.bytes + c.bytes })
 }
 
 impl Datapath {
@@ -87,8 +86,7 @@ impl Datapath {
     pub fn counters(&mut self) -> Result<CounterSnapshot, DatapathError> {
         let networks = self.networks()?;
         let counters = per_cpu_array(self.ebpf.map(map_names::COUNTERS), map_names::COUNTERS)?;
-        let per_network =
-            per_cpu_array(self.ebpf.map(map_names::NET_COUNTERS), map_names::NET_COUNTERS)?;
+        let per_network = per_cpu_array(self.ebpf.map(map_names::NET_COUNTERS), map_names::NET_COUNTERS)?;
         snapshot(&counters, &per_network, &networks)
     }
 }
@@ -98,14 +96,10 @@ impl Datapath {
 pub fn read_pinned_counters(pin_dir: &Path) -> Result<CounterSnapshot, DatapathError> {
     let maps = pin_dir.join("maps");
     let open = |name: &'static str| {
-        MapData::from_pin(maps.join(name)).map_err(|source| DatapathError::Pinned {
-            path: maps.join(name),
-            source,
-        })
+        MapData::from_pin(maps.join(name)).map_err(|source| DatapathError::Pinned { path: maps.join(name), source })
     };
-    let networks: HashMap<MapData, u32, NetworkInfo> =
-        HashMap::try_from(Map::HashMap(open(map_names::NETWORKS)?))
-            .map_err(|source| DatapathError::Map { map: map_names::NETWORKS, source })?;
+    let networks: HashMap<MapData, u32, NetworkInfo> = HashMap::try_from(Map::HashMap(open(map_names::NETWORKS)?))
+        .map_err(|source| DatapathError::Map { map: map_names::NETWORKS, source })?;
     let networks = networks
         .iter()
         .collect::<Result<Vec<_>, _>>()
@@ -131,10 +125,7 @@ fn snapshot<T: Borrow<MapData>>(
     networks: &[(u32, NetworkInfo)],
 ) -> Result<CounterSnapshot, DatapathError> {
     let read = |array: &PerCpuArray<T, Counter>, map: &'static str, index: u32| {
-        array
-            .get(&index, 0)
-            .map(|values| sum(&values))
-            .map_err(|source| DatapathError::Map { map, source })
+        array.get(&index, 0).map(|values| sum(&values)).map_err(|source| DatapathError::Map { map, source })
     };
     let mut snapshot = CounterSnapshot::default();
     for reason in Reason::ALL {

@@ -66,8 +66,7 @@ impl Datapath {
         let maps_dir = config.pin_dir.join("maps");
         let links_dir = config.pin_dir.join("links");
         for dir in [&maps_dir, &links_dir] {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| DatapathError::PinDir { path: dir.clone(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| DatapathError::PinDir { path: dir.clone(), source })?;
         }
         bpffs::check_is_bpffs(&config.pin_dir)?;
 
@@ -89,10 +88,8 @@ impl Datapath {
             program.load().map_err(|source| DatapathError::Program { name, source })?;
         }
         let mut datapath = Datapath { ebpf, config };
-        datapath.set_host_config(HostConfig {
-            vtep_ip: ipv4_key(datapath.config.vtep_ip.octets()),
-            underlay_ifindex,
-        })?;
+        datapath
+            .set_host_config(HostConfig { vtep_ip: ipv4_key(datapath.config.vtep_ip.octets()), underlay_ifindex })?;
         Ok(datapath)
     }
 

@@ -5,8 +5,8 @@ use std::net::Ipv4Addr;
 
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues};
 use overlay_common::{
-    Counter, Direction, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NetworkInfo,
-    RemoteEndpoint, capacity, ipv4_key, map_names,
+    Counter, Direction, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NetworkInfo, RemoteEndpoint,
+    capacity, ipv4_key, map_names,
 };
 
 use super::{Datapath, DatapathError, attach};
@@ -66,9 +66,7 @@ fn capacity_of(map: &str) -> u32 {
 fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
     match result {
         Err(MapError::KeyNotFound) => Ok(()),
-        Err(MapError::SyscallError(ref e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
-            Ok(())
-        }
+        Err(MapError::SyscallError(ref e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         other => other,
     }
 }
@@ -128,18 +126,15 @@ impl Datapath {
     fn reset_network_counters(&mut self, slot: u32) -> Result<(), DatapathError> {
         let name = map_names::NET_COUNTERS;
         let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
-        let mut array: PerCpuArray<&mut MapData, Counter> =
-            PerCpuArray::try_from(map).map_err(map_err(name))?;
+        let mut array: PerCpuArray<&mut MapData, Counter> = PerCpuArray::try_from(map).map_err(map_err(name))?;
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Map {
             map: name,
             source: MapError::SyscallError(aya::sys::SyscallError { call: "nr_cpus", io_error: e }),
         })?;
         for direction in Direction::ALL {
-            let zeros = PerCpuValues::try_from(vec![Counter::default(); cpus]).map_err(|e| {
-                DatapathError::Map {
-                    map: name,
-                    source: MapError::SyscallError(aya::sys::SyscallError { call: "nr_cpus", io_error: e }),
-                }
+            let zeros = PerCpuValues::try_from(vec![Counter::default(); cpus]).map_err(|e| DatapathError::Map {
+                map: name,
+                source: MapError::SyscallError(aya::sys::SyscallError { call: "nr_cpus", io_error: e }),
             })?;
             array.set(slot * Direction::COUNT + direction as u32, zeros, 0).map_err(map_err(name))?;
         }
@@ -155,11 +150,7 @@ impl Datapath {
             .insert(ifindex, Interface { vni: spec.vni, ip, mac: spec.mac, _pad: [0; 2] }, 0)
             .map_err(map_err(map_names::INTERFACES))?;
         self.hash_map::<EndpointKey, LocalEndpoint>(map_names::LOCAL_ENDPOINTS)?
-            .insert(
-                EndpointKey { vni: spec.vni, ip },
-                LocalEndpoint { ifindex, mac: spec.mac, _pad: [0; 2] },
-                0,
-            )
+            .insert(EndpointKey { vni: spec.vni, ip }, LocalEndpoint { ifindex, mac: spec.mac, _pad: [0; 2] }, 0)
             .map_err(map_err(map_names::LOCAL_ENDPOINTS))?;
         self.attach_container_interface(&spec.host_interface)
     }
@@ -182,17 +173,13 @@ impl Datapath {
     /// The VNIs that have a container on this host.
     pub fn local_vnis(&mut self) -> Result<std::collections::BTreeSet<u32>, DatapathError> {
         let map = self.hash_map::<EndpointKey, LocalEndpoint>(map_names::LOCAL_ENDPOINTS)?;
-        map.keys()
-            .map(|key| key.map(|k| k.vni))
-            .collect::<Result<_, _>>()
-            .map_err(map_err(map_names::LOCAL_ENDPOINTS))
+        map.keys().map(|key| key.map(|k| k.vni)).collect::<Result<_, _>>().map_err(map_err(map_names::LOCAL_ENDPOINTS))
     }
 
     /// Adds (or moves) a container on another host.
     pub fn add_remote_endpoint(&mut self, spec: RemoteEndpointSpec) -> Result<(), DatapathError> {
         let key = EndpointKey { vni: spec.vni, ip: ipv4_key(spec.ip.octets()) };
-        let value =
-            RemoteEndpoint { vtep: ipv4_key(spec.vtep.octets()), mac: spec.mac, _pad: [0; 2] };
+        let value = RemoteEndpoint { vtep: ipv4_key(spec.vtep.octets()), mac: spec.mac, _pad: [0; 2] };
         self.hash_map::<EndpointKey, RemoteEndpoint>(map_names::REMOTE_ENDPOINTS)?
             .insert(key, value, 0)
             .map_err(map_err(map_names::REMOTE_ENDPOINTS))

@@ -3,10 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use futures_util::TryStreamExt;
-use rtnetlink::packet_route::{
-    address::AddressAttribute,
-    link::LinkAttribute,
-};
+use rtnetlink::packet_route::{address::AddressAttribute, link::LinkAttribute};
 
 use super::{Netlink, NetlinkError, request_err};
 
@@ -30,7 +27,8 @@ impl Netlink {
         let mut addresses = self.handle.address().get().execute();
         let mut index = None;
         while let Some(message) = addresses.try_next().await.map_err(request_err("listing addresses"))? {
-            let holds = message.attributes.iter().any(|a| matches!(a, AddressAttribute::Address(IpAddr::V4(a)) if *a == ip));
+            let holds =
+                message.attributes.iter().any(|a| matches!(a, AddressAttribute::Address(IpAddr::V4(a)) if *a == ip));
             if holds {
                 index = Some(message.header.index);
                 break;

@@ -45,8 +45,7 @@ impl Netlink {
     /// opened from a thread that entered it, and keeps that namespace for its life.
     pub fn connect_in(path: &Path) -> Result<Self, NetlinkError> {
         let shown = path.display().to_string();
-        let file = File::open(path)
-            .map_err(|source| NetlinkError::Namespace { path: shown.clone(), source })?;
+        let file = File::open(path).map_err(|source| NetlinkError::Namespace { path: shown.clone(), source })?;
         let runtime = tokio::runtime::Handle::current();
         std::thread::scope(|scope| {
             scope

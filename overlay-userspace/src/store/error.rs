@@ -34,7 +34,9 @@ pub enum StoreError {
          OVERLAY_STORE_PASSWORD or --store-password-file"
     )]
     AuthRequired { message: String },
-    #[error("the store denied {operation} ({message}): grant the store user a role with read-write access to the cluster's prefix")]
+    #[error(
+        "the store denied {operation} ({message}): grant the store user a role with read-write access to the cluster's prefix"
+    )]
     PermissionDenied { operation: &'static str, message: String },
     #[error("a watch started at revision {requested} is before the store's compaction at {compacted}")]
     Compacted { requested: i64, compacted: i64 },

@@ -81,7 +81,19 @@ fn walk(lab: &Lab, scratch: &Scratch, daemons: &mut Vec<Daemon>) -> anyhow::Resu
     let ip = lab.host("agt03").ip.to_string();
     let clone = cluster::overlay(
         lab.host("agt03"),
-        &["agent", "--store", &store, "--advertise", &ip, "--state-dir", &clone_state.to_string_lossy(), "--pin-dir", "/run/overlay/bpffs/demo-clone", "--metrics-addr", "off"],
+        &[
+            "agent",
+            "--store",
+            &store,
+            "--advertise",
+            &ip,
+            "--state-dir",
+            &clone_state.to_string_lossy(),
+            "--pin-dir",
+            "/run/overlay/bpffs/demo-clone",
+            "--metrics-addr",
+            "off",
+        ],
     )?;
     println!("agt03$ overlay agent --state-dir <copy of agt01's> ...");
     let message = String::from_utf8_lossy(&clone.stderr);
@@ -98,7 +110,12 @@ fn walk(lab: &Lab, scratch: &Scratch, daemons: &mut Vec<Daemon>) -> anyhow::Resu
     overlay(lab, "mgr01", &store, &["info"])?;
 
     step("7", "Create the overlay network once, from any host");
-    overlay(lab, "mgr01", &store, &["network", "create", "--driver", "overlay", "--subnet", "10.0.9.0/24", "my_network"])?;
+    overlay(
+        lab,
+        "mgr01",
+        &store,
+        &["network", "create", "--driver", "overlay", "--subnet", "10.0.9.0/24", "my_network"],
+    )?;
     for host in ["agt01", "agt03"] {
         overlay(lab, host, &store, &["network", "ls"])?;
     }
@@ -110,7 +127,9 @@ fn walk(lab: &Lab, scratch: &Scratch, daemons: &mut Vec<Daemon>) -> anyhow::Resu
     let node_of = |name: &str| {
         ps.lines().find_map(|l| l.split_whitespace().next()?.strip_suffix(&format!("/{name}")).map(str::to_owned))
     };
-    let (Some(node1), Some(node2)) = (node_of("busybox01"), node_of("busybox02")) else { bail!("ps shows no placement") };
+    let (Some(node1), Some(node2)) = (node_of("busybox01"), node_of("busybox02")) else {
+        bail!("ps shows no placement")
+    };
     if node1 == node2 {
         bail!("both containers were placed on {node1}");
     }
@@ -121,7 +140,13 @@ fn walk(lab: &Lab, scratch: &Scratch, daemons: &mut Vec<Daemon>) -> anyhow::Resu
     println!("\nDatapath counters on {node2}:");
     let pin_dir = lab.host(&node2).pin_dir.to_string_lossy().into_owned();
     let bin = overlay_tests::bin::overlay_bin()?;
-    print!("{}", overlay_tests::cmd::run_in(&lab.host(&node2).ns, &[bin.to_str().unwrap_or("overlay"), "stats", "--pin-dir", &pin_dir])?);
+    print!(
+        "{}",
+        overlay_tests::cmd::run_in(
+            &lab.host(&node2).ns,
+            &[bin.to_str().unwrap_or("overlay"), "stats", "--pin-dir", &pin_dir]
+        )?
+    );
     drop(etcd);
     Ok(())
 }
