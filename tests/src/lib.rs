@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod datapath;
 pub mod dns;
+pub mod dns_bench;
 pub mod dns_load;
 pub mod docker;
 pub mod etcd;
