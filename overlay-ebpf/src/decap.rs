@@ -57,7 +57,8 @@ pub fn receive(ctx: &TcContext) -> Verdict {
     if inner_eth.ether_type() != ETH_P_IP {
         return Err(Reason::InnerNotIpv4);
     }
-    let inner_ip: Ipv4Hdr = headers::load(ctx, inner_eth_offset + EthHdr::LEN)?;
+    let inner_ip_offset = inner_eth_offset + EthHdr::LEN;
+    let inner_ip: Ipv4Hdr = headers::load(ctx, inner_ip_offset)?;
     if !inner_ip.is_valid() {
         return Err(Reason::Malformed);
     }
@@ -70,7 +71,7 @@ pub fn receive(ctx: &TcContext) -> Verdict {
 
     // Remove outer IPv4, UDP, VXLAN and the inner Ethernet header; the outer Ethernet
     // header stays in front and is rewritten to the inner addresses.
-    let strip = (inner_eth_offset + EthHdr::LEN - EthHdr::LEN) as i32;
+    let strip = (inner_ip_offset - EthHdr::LEN) as i32;
     ctx.adjust_room(-strip, BPF_ADJ_ROOM_MAC, u64::from(BPF_F_ADJ_ROOM_FIXED_GSO))
         .map_err(|_| Reason::AdjustRoomFailed)?;
     local::rewrite_destination(ctx, &inner_eth, &endpoint)?;

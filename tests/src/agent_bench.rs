@@ -99,7 +99,7 @@ pub fn run(starts: usize, endpoints: usize) -> anyhow::Result<(Convergence, Agen
 
     cluster::overlay_ok(&lab, "agt01", &url, &["network", "create", "--subnet", "10.20.0.0/22", "bench1"])?;
     cluster::overlay_ok(&lab, "agt01", &url, &["network", "create", "--subnet", "10.30.0.0/16", "bench2"])?;
-    let (vni1, vni2) = (vni_of(&lab, &url, "bench1")?, vni_of(&lab, &url, "bench2")?);
+    let vni1 = vni_of(&lab, &url, "bench1")?;
     // agt02 needs a container on both networks, or it programs nothing for them.
     cluster::overlay_ok(
         &lab,
@@ -112,7 +112,7 @@ pub fn run(starts: usize, endpoints: usize) -> anyhow::Result<(Convergence, Agen
     // The store is only reachable inside the lab: the runtime's threads are made by a
     // thread in store01's namespace, and inherit it.
     let result = overlay::netns::run_in(&lab.host("store01").ns, || {
-        measure(&lab, &url, &remotes, (vni1, vni2), pid, starts, endpoints)
+        measure(&lab, &url, &remotes, vni1, pid, starts, endpoints)
     })?;
     drop(etcd);
     drop(agents);
@@ -123,7 +123,7 @@ fn measure(
     lab: &Lab,
     url: &str,
     remotes: &PinnedRemotes,
-    (vni1, _vni2): (u32, u32),
+    vni1: u32,
     pid: u32,
     starts: usize,
     endpoints: usize,

@@ -91,11 +91,19 @@ fn scenario_without_docker() -> anyhow::Result<()> {
         )?;
         assert!(getent.starts_with(&ip1.to_string()), "{getent}");
         // The same through busybox's own resolver code (what the scenario's busybox runs).
-        let nslookup =
-            cluster::overlay_ok(&lab, &node2, &store, &["exec", "busybox02", "--", "busybox", "nslookup", "busybox01"])?;
+        let nslookup = cluster::overlay_ok(
+            &lab,
+            &node2,
+            &store,
+            &["exec", "busybox02", "--", "busybox", "nslookup", "busybox01"],
+        )?;
         assert!(nslookup.contains(&ip1.to_string()), "{nslookup}");
-        let ping =
-            cluster::overlay_ok(&lab, &node2, &store, &["exec", "busybox02", "--", "busybox", "ping", "-c", "2", "busybox01"])?;
+        let ping = cluster::overlay_ok(
+            &lab,
+            &node2,
+            &store,
+            &["exec", "busybox02", "--", "busybox", "ping", "-c", "2", "busybox01"],
+        )?;
         assert!(ping.contains("2 packets received"), "{ping}");
 
         // rm: the container's address stops answering at once and is released.

@@ -64,9 +64,15 @@ pub struct StoreOptions {
 
 impl StoreOptions {
     pub fn connect(&self, runtime: &tokio::runtime::Runtime) -> anyhow::Result<AnyStore> {
+        Ok(self.connect_with_config(runtime)?.1)
+    }
+
+    /// [`StoreOptions::connect`], also returning the validated configuration.
+    pub fn connect_with_config(&self, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(StoreConfig, AnyStore)> {
         let config = self.store.config()?;
         let timeout = store_timeout_arg(Some(self.store_timeout), None);
-        Ok(runtime.block_on(overlay::store::connect(&config, timeout, &Shutdown::never()))?)
+        let store = runtime.block_on(overlay::store::connect(&config, timeout, &Shutdown::never()))?;
+        Ok((config, store))
     }
 }
 

@@ -1,26 +1,20 @@
 //! `overlay info`: the cluster as `docker info` showed it through the Swarm manager.
 
-use std::{fmt::Write, time::Duration};
+use std::fmt::Write;
 
 use clap::{Args, ValueEnum};
-use overlay::{
-    cluster::{ClusterView, view},
-    shutdown::Shutdown,
-};
+use overlay::cluster::{ClusterView, view};
 use serde_json::json;
 
-use super::common::{StoreArgs, parse_duration, store_timeout_arg};
+use super::common::StoreOptions;
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub store: StoreOptions,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Give up if the store stays unreachable this long (0: keep trying).
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
-    pub store_timeout: Duration,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -30,13 +24,9 @@ pub enum Format {
 }
 
 pub fn run(args: InfoArgs) -> anyhow::Result<()> {
-    let config = args.store.config()?;
-    let timeout = store_timeout_arg(Some(args.store_timeout), None);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let view = runtime.block_on(async {
-        let store = overlay::store::connect(&config, timeout, &Shutdown::never()).await?;
-        anyhow::Ok(view::read(&store).await?)
-    })?;
+    let (config, store) = args.store.connect_with_config(&runtime)?;
+    let view = runtime.block_on(view::read(&store))?;
     match args.format {
         Format::Text => print!("{}", text(&view, &config.url.to_string())),
         Format::Json => println!("{}", serde_json::to_string_pretty(&as_json(&view, &config.url.to_string()))?),
