@@ -362,15 +362,39 @@ pub fn container_netns_prefix(lab: &Lab, host: &Host) -> String {
 
 /// The arguments of an agent that runs containers and programs its datapath on `host`.
 pub fn container_agent_args(scratch: &Scratch, store: &str, lab: &Lab, host: &Host) -> anyhow::Result<Vec<String>> {
+    container_agent_args_ttl(scratch, store, lab, host, TTL_SECS)
+}
+
+fn container_agent_args_ttl(
+    scratch: &Scratch,
+    store: &str,
+    lab: &Lab,
+    host: &Host,
+    ttl_secs: u64,
+) -> anyhow::Result<Vec<String>> {
     let prefix = container_netns_prefix(lab, host);
-    Ok(agent_args(store, host, &state_dir(scratch, host), &["--netns-prefix", &prefix]))
+    let ttl = format!("{ttl_secs}s");
+    Ok(agent_args_timed(store, host, &state_dir(scratch, host), HEARTBEAT, &ttl, &["--netns-prefix", &prefix]))
 }
 
 /// Starts `host`'s agent with its datapath and container runtime (see
 /// [`Daemon::spawn_entered`] for why it is not started with `ip netns exec`).
 pub fn start_container_agent(scratch: &Scratch, store: &str, lab: &Lab, host: &str) -> anyhow::Result<Daemon> {
+    start_container_agent_ttl(scratch, store, lab, host, TTL_SECS)
+}
+
+/// [`start_container_agent`] with a lease of `ttl_secs`: a test that stops an agent for
+/// a while and expects its peers to keep its containers needs the lease to outlast the
+/// outage and the restarted agent's start on a slow machine.
+pub fn start_container_agent_ttl(
+    scratch: &Scratch,
+    store: &str,
+    lab: &Lab,
+    host: &str,
+    ttl_secs: u64,
+) -> anyhow::Result<Daemon> {
     let host = lab.host(host);
-    let args = container_agent_args(scratch, store, lab, host)?;
+    let args = container_agent_args_ttl(scratch, store, lab, host, ttl_secs)?;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Daemon::spawn_entered(host, &host.name, &args, &scratch.path(&format!("{}.log", host.name)))
 }

@@ -28,6 +28,9 @@ fn run_on(lab: &Lab, store: &str, node: &str, name: &str) -> anyhow::Result<(Str
     Ok((format!("{}-{node}-{name}", lab.prefix), ip))
 }
 
+/// The agents' lease in the restart test.
+const TTL_SECS: u64 = 8;
+
 #[test]
 fn forwarding_survives_agent_restart_store_outage_and_host_death() -> anyhow::Result<()> {
     let lab = Lab::builder("faults")
@@ -40,9 +43,13 @@ fn forwarding_survives_agent_restart_store_outage_and_host_death() -> anyhow::Re
     let mut etcd = Etcd::start(lab.host("store01"))?;
     let store = etcd.url("faults");
     let _manager = cluster::start_manager(&scratch, &store, lab.host("store01"))?;
+    // The lease outlasts the agent's outage below (1.5 s) and its restart, with seconds
+    // to spare on a slow machine: an agent away for longer than its TTL is dead to its
+    // peers, which then rightly drop its containers.
+    let start = |name: &str| cluster::start_container_agent_ttl(&scratch, &store, &lab, name, TTL_SECS);
     let mut agents: Vec<Daemon> = Vec::new();
     for name in ["agt01", "agt02", "agt03"] {
-        agents.push(cluster::start_container_agent(&scratch, &store, &lab, name)?);
+        agents.push(start(name)?);
     }
     let hosts: Vec<&overlay_tests::Host> = ["agt01", "agt02", "agt03"].iter().map(|n| lab.host(n)).collect();
     cluster::wait_for_list(lab.host("store01"), &store, &hosts, Duration::from_secs(20))?;
@@ -66,7 +73,7 @@ fn forwarding_survives_agent_restart_store_outage_and_host_death() -> anyhow::Re
             std::thread::sleep(Duration::from_millis(1000));
             agents[0].kill()?;
             std::thread::sleep(Duration::from_millis(1500));
-            agents[0] = cluster::start_container_agent(&scratch, &store, &lab, "agt01")?;
+            agents[0] = start("agt01")?;
             let out = flow.wait_with_output()?;
             let summary = String::from_utf8_lossy(&out.stdout);
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -74,6 +81,7 @@ fn forwarding_survives_agent_restart_store_outage_and_host_death() -> anyhow::Re
                 eprintln!("ping ended without statistics ({}): {summary} {stderr}; measuring again", out.status);
                 continue;
             }
+            eprintln!("flow across the restart: {summary}");
             assert!(
                 summary.contains("600 received"),
                 "packets lost across the agent restart ({}): {summary} {stderr}",
@@ -112,7 +120,7 @@ fn forwarding_survives_agent_restart_store_outage_and_host_death() -> anyhow::Re
             if reply.received == 0 {
                 break;
             }
-            if started.elapsed() > Duration::from_secs(cluster::TTL_SECS + 10) {
+            if started.elapsed() > Duration::from_secs(TTL_SECS + 10) {
                 bail!("c3 of the dead agt03 is still reachable after {:?}", started.elapsed());
             }
             std::thread::sleep(Duration::from_millis(300));

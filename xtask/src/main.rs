@@ -58,7 +58,7 @@ fn main() -> anyhow::Result<()> {
             setup::all(&root)?;
             run::remove_stale_labs()?;
             run::cargo(&root, &["build", "--workspace", "--all-targets"])?;
-            let mut args = vec!["test", "--workspace", "--"];
+            let mut args = vec!["test", "--workspace", "--no-fail-fast", "--"];
             args.extend(cargo_args.iter().map(String::as_str));
             let overlay = root.join("target/debug/overlay");
             run::cargo_test(&root, &args, &[("OVERLAY_BIN", overlay.as_os_str())])
