@@ -1,7 +1,10 @@
 //! The agent's copy of the cluster state the datapath depends on, kept from one watch
 //! on the store. Values that do not parse are logged and skipped, never trusted.
 
-use std::net::IpAddr;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
 use crate::{
     agent::reconcile::{ClusterState, NetworkFacts},
@@ -11,28 +14,48 @@ use crate::{
     store::{Entry, WatchEvent},
 };
 
+/// What an update changed in the names containers resolve.
+#[derive(Debug, Default)]
+pub struct NamesTouched {
+    /// Nodes or networks came or went: every container's names may change.
+    pub all: bool,
+    /// The containers (by name) whose endpoints changed.
+    pub containers: BTreeSet<String>,
+}
+
+impl NamesTouched {
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.containers.is_empty()
+    }
+}
+
 impl ClusterState {
     /// The state as of a full listing of the cluster's keys.
     pub fn from_entries(entries: &[Entry]) -> ClusterState {
         let mut state = ClusterState::default();
         for entry in entries {
-            state.put(&entry.key, &entry.value);
+            state.put(&entry.key, &entry.value, &mut NamesTouched::default());
         }
         state
     }
 
-    pub fn apply(&mut self, event: &WatchEvent) {
+    /// Applies one change, noting in `touched` whose names it may change.
+    pub fn apply(&mut self, event: &WatchEvent, touched: &mut NamesTouched) {
         match event {
-            WatchEvent::Put(entry) => self.put(&entry.key, &entry.value),
-            WatchEvent::Delete { key, .. } => self.delete(key),
+            WatchEvent::Put(entry) => self.put(&entry.key, &entry.value, touched),
+            WatchEvent::Delete { key, .. } => self.delete(key, touched),
         }
     }
 
-    fn put(&mut self, key: &str, value: &[u8]) {
+    fn put(&mut self, key: &str, value: &[u8], touched: &mut NamesTouched) {
         if let Some(id) = cluster_keys::id_of(key, cluster_keys::NODES) {
             match serde_json::from_slice::<NodeRecord>(value) {
                 Ok(NodeRecord { address: IpAddr::V4(address), .. }) => {
-                    self.nodes.insert(id.to_owned(), address);
+                    // Names depend on which nodes are alive, not on what their records
+                    // say (a record is rewritten whenever its container count changes).
+                    if self.nodes.insert(id.to_owned(), address).is_none() {
+                        touched.all = true;
+                    }
                 }
                 Ok(_) => tracing::warn!("node {id} advertises an IPv6 address; the overlay's underlay is IPv4"),
                 Err(error) => tracing::warn!("skipping malformed node record {key}: {error}"),
@@ -46,6 +69,9 @@ impl ClusterState {
                         gateway: network.gateway,
                         internal: network.internal,
                     };
+                    if self.networks.get(id) != Some(&facts) {
+                        touched.all = true;
+                    }
                     self.networks.insert(id.to_owned(), facts);
                 }
                 Err(error) => tracing::warn!("skipping malformed network record {key}: {error}"),
@@ -53,17 +79,20 @@ impl ClusterState {
         } else if key.starts_with(endpoint::ENDPOINTS)
             && let Some(record) = EndpointRecord::parse(key, value)
         {
-            self.endpoints.insert(key.to_owned(), record);
+            touched.containers.insert(record.container.clone());
+            if let Some(old) = self.endpoints.insert(key.to_owned(), record) {
+                touched.containers.insert(old.container);
+            }
         }
     }
 
-    fn delete(&mut self, key: &str) {
+    fn delete(&mut self, key: &str, touched: &mut NamesTouched) {
         if let Some(id) = cluster_keys::id_of(key, cluster_keys::NODES) {
-            self.nodes.remove(id);
+            touched.all |= self.nodes.remove(id).is_some();
         } else if let Some(id) = network_keys::leaf(key, network_keys::IDS) {
-            self.networks.remove(id);
-        } else {
-            self.endpoints.remove(key);
+            touched.all |= self.networks.remove(id).is_some();
+        } else if let Some(old) = self.endpoints.remove(key) {
+            touched.containers.insert(old.container);
         }
     }
 }
@@ -72,13 +101,27 @@ impl ClusterState {
     /// The names every container may resolve: networks, and containers with their
     /// addresses and aliases per network (the DNS view is rebuilt from this).
     pub fn dns_records(&self) -> (Vec<crate::dns::NetworkRecord>, Vec<crate::dns::ContainerRecord>) {
-        use std::collections::BTreeMap;
+        let networks = self
+            .networks
+            .values()
+            .map(|n| crate::dns::NetworkRecord { name: n.name.clone(), internal: n.internal })
+            .collect();
+        (networks, self.containers_where(|_| true))
+    }
 
-        use crate::dns::{ContainerRecord, Endpoint, NetworkRecord};
-        let networks =
-            self.networks.values().map(|n| NetworkRecord { name: n.name.clone(), internal: n.internal }).collect();
+    /// The DNS records of the containers named in `names` that still have an endpoint
+    /// on a live node (one pass over the endpoints, whatever the number of names).
+    pub fn dns_records_of(&self, names: &BTreeSet<String>) -> Vec<crate::dns::ContainerRecord> {
+        self.containers_where(|name| names.contains(name))
+    }
+
+    fn containers_where(&self, wanted: impl Fn(&str) -> bool) -> Vec<crate::dns::ContainerRecord> {
+        use crate::dns::{ContainerRecord, Endpoint};
         let mut containers: BTreeMap<&str, ContainerRecord> = BTreeMap::new();
         for e in self.endpoints.values() {
+            if !wanted(&e.container) {
+                continue;
+            }
             let Some(network) = self.networks.get(&e.network_id) else { continue };
             // Containers of dead nodes are gone from the overlay: do not resolve them.
             if !self.nodes.contains_key(&e.node_id) {
@@ -94,6 +137,78 @@ impl ClusterState {
                 .endpoints
                 .push(Endpoint { network: network.name.clone(), ip: e.ip, aliases: e.aliases.clone() });
         }
-        (networks, containers.into_values().collect())
+        containers.into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::store::Entry;
+
+    fn put(key: &str, value: serde_json::Value) -> WatchEvent {
+        WatchEvent::Put(Entry { key: key.into(), value: value.to_string().into_bytes(), mod_revision: 1, lease: None })
+    }
+
+    fn node(id: &str, address: &str, containers: u32) -> WatchEvent {
+        put(
+            &format!("{}{id}", cluster_keys::NODES),
+            serde_json::json!({
+                "id": id, "name": id, "address": address, "hostname": id, "kernel_version": "6.18",
+                "os": "linux", "cpus": 2, "memory_bytes": 1, "agent_version": "0", "containers": containers,
+                "heartbeat_ms": 1000, "ttl_secs": 15, "started_at": 0
+            }),
+        )
+    }
+
+    fn endpoint(id: &str, container: &str, ip: Ipv4Addr) -> WatchEvent {
+        let record = EndpointRecord {
+            id: id.into(),
+            network_id: "net1".into(),
+            node_id: "a".into(),
+            container: container.into(),
+            aliases: vec![],
+            ip,
+            mac: crate::container::mac_for(ip),
+        };
+        put(&endpoint::key("net1", id), serde_json::to_value(&record).unwrap())
+    }
+
+    #[test]
+    fn names_touched_by_each_kind_of_change() {
+        let mut state = ClusterState::default();
+        let mut touched = NamesTouched::default();
+        state.apply(&node("a", "192.168.1.141", 0), &mut touched);
+        assert!(touched.all, "a node that joins may make names resolvable");
+
+        // Its record rewritten (a new container count) changes nobody's names.
+        let mut touched = NamesTouched::default();
+        state.apply(&node("a", "192.168.1.141", 3), &mut touched);
+        assert!(touched.is_empty(), "{touched:?}");
+
+        let mut touched = NamesTouched::default();
+        state.apply(&endpoint("e1", "web", Ipv4Addr::new(10, 0, 9, 2)), &mut touched);
+        assert!(!touched.all);
+        assert_eq!(touched.containers.iter().collect::<Vec<_>>(), ["web"]);
+
+        // The same endpoint now belongs to another container: both names change.
+        let mut touched = NamesTouched::default();
+        state.apply(&endpoint("e1", "api", Ipv4Addr::new(10, 0, 9, 2)), &mut touched);
+        assert_eq!(touched.containers.iter().collect::<Vec<_>>(), ["api", "web"]);
+
+        let mut touched = NamesTouched::default();
+        state.apply(&WatchEvent::Delete { key: endpoint::key("net1", "e1"), revision: 2 }, &mut touched);
+        assert_eq!(touched.containers.iter().collect::<Vec<_>>(), ["api"]);
+
+        // Keys the names do not depend on touch nothing.
+        let mut touched = NamesTouched::default();
+        state.apply(&put("v1/health/a", serde_json::json!({"status": "healthy"})), &mut touched);
+        assert!(touched.is_empty(), "{touched:?}");
+
+        let mut touched = NamesTouched::default();
+        state.apply(&WatchEvent::Delete { key: format!("{}a", cluster_keys::NODES), revision: 3 }, &mut touched);
+        assert!(touched.all, "a node that leaves hides its containers");
     }
 }

@@ -11,7 +11,10 @@ use std::{
 use tokio::sync::Mutex;
 
 use crate::{
-    agent::reconcile::{self, Change, ClusterState, Tables},
+    agent::{
+        cluster_state::NamesTouched,
+        reconcile::{self, Change, ClusterState, Tables},
+    },
     cluster::keys as cluster_keys,
     datapath::{Datapath, DatapathError, NetworkSpec},
     dns::NameView,
@@ -83,18 +86,16 @@ pub async fn run<S: Store>(
     let mut pause = Duration::from_millis(2);
     while let Some(update) = updates.recv().await {
         let mut count = 1;
-        absorb(&mut state, update);
+        let mut touched = NamesTouched::default();
+        absorb(&mut state, update, &mut touched);
         let gather_until = tokio::time::Instant::now() + pause;
         while let Ok(Some(more)) = tokio::time::timeout_at(gather_until, updates.recv()).await {
-            absorb(&mut state, more);
+            absorb(&mut state, more, &mut touched);
             count += 1;
         }
         let started = Instant::now();
         if let Some(view) = &names {
-            let (networks, containers) = state.dns_records();
-            if let Err(error) = view.replace_all(networks, containers) {
-                tracing::warn!("DNS names not updated: {error}");
-            }
+            update_names(view, &state, touched);
         }
         let mut desired = reconcile::desired(&state, &me);
         // The container task adds a container's network itself (so its first packet
@@ -142,9 +143,37 @@ pub async fn run<S: Store>(
     Ok(())
 }
 
-fn absorb(state: &mut ClusterState, update: WatchUpdate) {
+fn absorb(state: &mut ClusterState, update: WatchUpdate, touched: &mut NamesTouched) {
     match update {
-        WatchUpdate::Reset(entries) => *state = ClusterState::from_entries(&entries),
-        WatchUpdate::Event(event) => state.apply(&event),
+        WatchUpdate::Reset(entries) => {
+            *state = ClusterState::from_entries(&entries);
+            touched.all = true;
+        }
+        WatchUpdate::Event(event) => state.apply(&event, touched),
+    }
+}
+
+/// Brings the DNS view up to date: only the containers a batch touched, unless nodes
+/// or networks changed. Rebuilding the whole view on every batch would cost time and,
+/// while the old and the new view both exist, twice its memory.
+fn update_names(view: &NameView, state: &ClusterState, touched: NamesTouched) {
+    if touched.is_empty() {
+        return;
+    }
+    let skipped = if touched.all {
+        let (networks, containers) = state.dns_records();
+        view.replace_all(networks, containers)
+    } else {
+        let records = state.dns_records_of(&touched.containers);
+        let gone: Vec<&str> = touched
+            .containers
+            .iter()
+            .filter(|name| !records.iter().any(|r| &r.name == *name))
+            .map(String::as_str)
+            .collect();
+        view.update_containers(records, gone)
+    };
+    for error in skipped {
+        tracing::warn!("a name left out of containers' DNS: {error}");
     }
 }

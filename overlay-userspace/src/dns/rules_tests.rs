@@ -237,14 +237,14 @@ fn dns_updates_replace_a_container_and_the_whole_view() {
     assert_eq!(a(&view, "c1", "c2."), (ResponseCode::NoError, vec![ip("10.0.9.30")]));
     assert_eq!(a(&view, "c1", "web."), (ResponseCode::NoError, vec![ip("10.0.9.4")]), "c2's old alias is gone");
     assert_eq!(a(&view, "c1", "api."), (ResponseCode::NoError, vec![ip("10.0.9.30")]));
-    view.replace_all(
+    let skipped = view.replace_all(
         [NetworkRecord { name: "blue".into(), internal: false }],
         [
             container("c1", vec![endpoint("blue", [10, 0, 9, 2], &[])]),
             container("new", vec![endpoint("blue", [10, 0, 9, 7], &[])]),
         ],
-    )
-    .unwrap();
+    );
+    assert!(skipped.is_empty(), "{skipped:?}");
     assert_eq!(view.container_count(), 2);
     assert_eq!(a(&view, "c1", "new."), (ResponseCode::NoError, vec![ip("10.0.9.7")]));
     assert_eq!(a(&view, "c1", "c4."), (ResponseCode::NXDomain, vec![]));
@@ -352,4 +352,47 @@ fn dns_odd_names_follow_the_forwarding_rule() {
     };
     assert_eq!(code("vault"), ResponseCode::NXDomain, "internal: not forwarded");
     assert_eq!(code("ghost"), ResponseCode::Refused);
+}
+
+#[test]
+fn dns_one_invalid_record_does_not_hide_the_others() {
+    let view = view();
+    let skipped = view.replace_all(
+        [NetworkRecord { name: "blue".into(), internal: false }, NetworkRecord { name: "a.b".into(), internal: false }],
+        [
+            container("c1", vec![endpoint("blue", [10, 0, 9, 2], &[])]),
+            container("bad name", vec![endpoint("blue", [10, 0, 9, 3], &[])]),
+            container("c3", vec![endpoint("blue", [10, 0, 9, 4], &[])]),
+        ],
+    );
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert_eq!(view.container_count(), 2);
+    assert_eq!(a(&view, "c1", "c3."), (ResponseCode::NoError, vec![ip("10.0.9.4")]));
+}
+
+#[test]
+fn dns_update_containers_changes_only_those_named() {
+    let view = view();
+    let skipped = view.update_containers(
+        [
+            container("c2", vec![endpoint("blue", [10, 0, 9, 40], &["api"])]),
+            container("bad name", vec![endpoint("blue", [10, 0, 9, 41], &[])]),
+        ],
+        ["c3"],
+    );
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(a(&view, "c1", "c2."), (ResponseCode::NoError, vec![ip("10.0.9.40")]));
+    assert_eq!(a(&view, "c1", "api."), (ResponseCode::NoError, vec![ip("10.0.9.40")]));
+    assert_eq!(a(&view, "c1", "c3."), (ResponseCode::NXDomain, vec![]), "c3 was removed");
+    assert_eq!(a(&view, "c1", "c4."), (ResponseCode::NoError, vec![ip("10.0.9.4")]), "c4 is untouched");
+    let m = ask(&view, "c1", "40.9.0.10.in-addr.arpa.", RecordType::PTR);
+    let names: Vec<String> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::PTR(ptr) => Some(ptr.0.to_ascii()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["c2.blue."]);
 }

@@ -81,25 +81,39 @@ pub struct NameView {
     inner: Arc<RwLock<Index>>,
 }
 
+/// A string many index entries share (container ids, lower-case names and network
+/// names): one allocation per distinct string instead of one per use keeps the view of
+/// a large cluster small.
+type Shared = Arc<str>;
+
 /// One name on one network points at these (container id, address) pairs.
-type Targets = Vec<(String, Ipv4Addr)>;
+type Targets = Vec<(Shared, Ipv4Addr)>;
+
+/// A container that holds an address on a network.
+#[derive(Debug)]
+struct Owner {
+    network: Shared,
+    /// The container's lower-case name; the PTR answer is `name.network`.
+    name: Shared,
+    id: Shared,
+}
 
 #[derive(Debug, Default)]
 struct Index {
     /// By lower-case name.
     networks: HashMap<String, NetworkRecord>,
     /// By id, as given (names not yet lower-cased).
-    containers: HashMap<String, ContainerRecord>,
+    containers: HashMap<Shared, ContainerRecord>,
     /// Network → name or alias → targets in insertion order, all lower-case (nested so
     /// that lookups borrow the query's name instead of building a key).
-    names: HashMap<String, HashMap<String, Targets>>,
+    names: HashMap<Shared, HashMap<Shared, Targets>>,
     /// Container id → its networks, lower-case.
-    attached: HashMap<String, Vec<String>>,
+    attached: HashMap<Shared, Vec<Shared>>,
     /// Lower-case name or alias → on how many networks it is defined (isolation:
     /// a name known elsewhere is hidden rather than forwarded).
-    anywhere: HashMap<String, usize>,
-    /// Address → (network, canonical `name.network`, container id).
-    addresses: HashMap<Ipv4Addr, Vec<(String, String, String)>>,
+    anywhere: HashMap<Shared, usize>,
+    /// Address → the containers that hold it.
+    addresses: HashMap<Ipv4Addr, Vec<Owner>>,
 }
 
 impl NameView {
@@ -135,25 +149,58 @@ impl NameView {
         self.write().remove_container(id)
     }
 
-    /// Replaces the whole view (after a full read of the store). Nothing changes if a
-    /// record is invalid.
+    /// Replaces the whole view (after a full read of the store). A record with a name
+    /// the resolver could not answer is left out (the rest of the cluster keeps
+    /// resolving); the reasons are returned for the caller to log.
     pub fn replace_all(
         &self,
         networks: impl IntoIterator<Item = NetworkRecord>,
         containers: impl IntoIterator<Item = ContainerRecord>,
-    ) -> Result<(), DnsError> {
+    ) -> Vec<DnsError> {
+        let mut skipped = Vec::new();
         let mut fresh = Index::default();
         for network in networks {
-            validate_network_name(&network.name)?;
-            fresh.networks.insert(network.name.to_ascii_lowercase(), network);
+            match validate_network_name(&network.name) {
+                Ok(()) => {
+                    fresh.networks.insert(network.name.to_ascii_lowercase(), network);
+                }
+                Err(error) => skipped.push(error),
+            }
         }
         for container in containers {
-            validate_container(&container)?;
-            fresh.remove_container(&container.id);
-            fresh.add_container(container);
+            match validate_container(&container) {
+                Ok(()) => {
+                    fresh.remove_container(&container.id);
+                    fresh.add_container(container);
+                }
+                Err(error) => skipped.push(error),
+            }
         }
         *self.write() = fresh;
-        Ok(())
+        skipped
+    }
+
+    /// Adds or replaces the containers of `upserts` and removes those of `removed`,
+    /// under one lock (an update of some containers of a large cluster costs only
+    /// theirs). Invalid records are left out, as in [`NameView::replace_all`].
+    pub fn update_containers<'a>(
+        &self,
+        upserts: impl IntoIterator<Item = ContainerRecord>,
+        removed: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<DnsError> {
+        let mut skipped = Vec::new();
+        let mut index = self.write();
+        for id in removed {
+            index.remove_container(id);
+        }
+        for container in upserts {
+            index.remove_container(&container.id);
+            match validate_container(&container) {
+                Ok(()) => index.add_container(container),
+                Err(error) => skipped.push(error),
+            }
+        }
+        skipped
     }
 
     /// The record of container `id`, as last given.
@@ -178,7 +225,7 @@ impl NameView {
         }
         if found.is_empty()
             && let Some((short, network)) = name.rsplit_once('.')
-            && networks.iter().any(|n| n == network)
+            && networks.iter().any(|n| &**n == network)
             && let Some(targets) = index.targets(network, short)
         {
             push_unique(&mut found, targets.iter().map(|(_, ip)| *ip));
@@ -212,8 +259,8 @@ impl NameView {
             Some(owners) => {
                 let names: Vec<String> = owners
                     .iter()
-                    .filter(|(network, _, _)| networks.contains(network))
-                    .map(|(_, name, _)| name.clone())
+                    .filter(|owner| networks.contains(&owner.network))
+                    .map(|owner| format!("{}.{}", owner.name, owner.network))
                     .collect();
                 if names.is_empty() { Reverse::NxDomain } else { Reverse::Found(names) }
             }
@@ -238,19 +285,29 @@ impl Index {
 
     /// Forwarding is allowed when one of the networks leads out (is not internal).
     /// Networks the view has no record of count as not internal.
-    fn may_forward(&self, networks: &[String]) -> bool {
-        networks.iter().any(|n| !self.networks.get(n).is_some_and(|r| r.internal))
+    fn may_forward(&self, networks: &[Shared]) -> bool {
+        networks.iter().any(|n| !self.networks.get(&**n).is_some_and(|r| r.internal))
+    }
+
+    /// The network's name as the index already holds it, or a new one.
+    fn network_name(&self, lower: String) -> Shared {
+        match self.names.get_key_value(lower.as_str()) {
+            Some((shared, _)) => shared.clone(),
+            None => Shared::from(lower),
+        }
     }
 
     fn add_container(&mut self, container: ContainerRecord) {
-        let name = container.name.to_ascii_lowercase();
+        let id = Shared::from(container.id.as_str());
+        let name = Shared::from(container.name.to_ascii_lowercase());
+        let mut attached = Vec::with_capacity(container.endpoints.len());
         for endpoint in &container.endpoints {
-            let network = endpoint.network.to_ascii_lowercase();
+            let network = self.network_name(endpoint.network.to_ascii_lowercase());
             let mut names = vec![name.clone()];
             for alias in &endpoint.aliases {
                 let alias = alias.to_ascii_lowercase();
-                if !names.contains(&alias) {
-                    names.push(alias);
+                if !names.iter().any(|n| **n == *alias) {
+                    names.push(Shared::from(alias));
                 }
             }
             for n in names {
@@ -258,14 +315,17 @@ impl Index {
                 if targets.is_empty() {
                     *self.anywhere.entry(n).or_default() += 1;
                 }
-                targets.push((container.id.clone(), endpoint.ip));
+                targets.push((id.clone(), endpoint.ip));
             }
-            let canonical = format!("{name}.{network}");
-            self.addresses.entry(endpoint.ip).or_default().push((network, canonical, container.id.clone()));
+            self.addresses.entry(endpoint.ip).or_default().push(Owner {
+                network: network.clone(),
+                name: name.clone(),
+                id: id.clone(),
+            });
+            attached.push(network);
         }
-        let networks = container.endpoints.iter().map(|e| e.network.to_ascii_lowercase()).collect();
-        self.attached.insert(container.id.clone(), networks);
-        self.containers.insert(container.id.clone(), container);
+        self.attached.insert(id.clone(), attached);
+        self.containers.insert(id, container);
     }
 
     fn remove_container(&mut self, id: &str) -> bool {
@@ -276,24 +336,24 @@ impl Index {
             let network = endpoint.network.to_ascii_lowercase();
             let names = std::iter::once(name.clone()).chain(endpoint.aliases.iter().map(|a| a.to_ascii_lowercase()));
             for n in names {
-                let Some(on_network) = self.names.get_mut(&network) else { continue };
-                let Some(targets) = on_network.get_mut(&n) else { continue };
-                targets.retain(|(owner, _)| owner != id);
+                let Some(on_network) = self.names.get_mut(network.as_str()) else { continue };
+                let Some(targets) = on_network.get_mut(n.as_str()) else { continue };
+                targets.retain(|(owner, _)| &**owner != id);
                 if targets.is_empty() {
-                    on_network.remove(&n);
+                    on_network.remove(n.as_str());
                     if on_network.is_empty() {
-                        self.names.remove(&network);
+                        self.names.remove(network.as_str());
                     }
-                    if let Some(count) = self.anywhere.get_mut(&n) {
+                    if let Some(count) = self.anywhere.get_mut(n.as_str()) {
                         *count -= 1;
                         if *count == 0 {
-                            self.anywhere.remove(&n);
+                            self.anywhere.remove(n.as_str());
                         }
                     }
                 }
             }
             if let Some(owners) = self.addresses.get_mut(&endpoint.ip) {
-                owners.retain(|(_, _, owner)| owner != id);
+                owners.retain(|owner| &*owner.id != id);
                 if owners.is_empty() {
                     self.addresses.remove(&endpoint.ip);
                 }

@@ -331,7 +331,9 @@ fn absorb(cluster: &mut ClusterState, markers: &mut BTreeMap<String, Marker>, up
                     }
                 }
             }
-            cluster.apply(&event);
+            // This view is rebuilt whole after each batch (see `update_view`), so what
+            // changed is not tracked.
+            cluster.apply(&event, &mut crate::agent::cluster_state::NamesTouched::default());
         }
     }
 }
@@ -361,8 +363,8 @@ pub fn view_records(cluster: &ClusterState, bound: &[String]) -> (Vec<dns::Netwo
 
 fn update_view(view: &NameView, cluster: &ClusterState, bound: &[String]) {
     let (networks, containers) = view_records(cluster, bound);
-    if let Err(error) = view.replace_all(networks, containers) {
-        tracing::warn!("Docker DNS names not updated: {error}");
+    for error in view.replace_all(networks, containers) {
+        tracing::warn!("a name left out of Docker's DNS: {error}");
     }
 }
 
@@ -456,7 +458,7 @@ mod tests {
                 aliases: vec![],
             }],
         });
-        view.replace_all(networks, containers).unwrap();
+        assert!(view.replace_all(networks, containers).is_empty());
         assert_eq!(view.lookup(QUERIER, "busybox02"), dns::view::Lookup::Found(vec![Ipv4Addr::new(10, 0, 9, 3)]));
         assert_eq!(view.lookup(QUERIER, "other"), dns::view::Lookup::NxDomain);
         assert_eq!(view.lookup(QUERIER, "example.org"), dns::view::Lookup::Unknown { may_forward: true });
