@@ -316,9 +316,9 @@ impl Node {
                 node_id,
                 node_name: name,
                 lease,
-                dns: Some(DockerDns { sockets: docker::bind_dns(listen)?, upstreams: Arc::new(Upstreams::none()) }),
             };
-            docker::serve(config.clone(), backend, shutdown).await?;
+            let dns = DockerDns { sockets: docker::bind_dns(listen)?, upstreams: Arc::new(Upstreams::none()) };
+            docker::serve(config.clone(), backend, Some(dns), shutdown).await?;
             anyhow::Ok(())
         });
         let socket = dockerd.plugin_socket(docker::DEFAULT_NAME);

@@ -191,11 +191,10 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
             node_id: node_id.clone(),
             node_name: node_name.clone(),
             lease: docker_lease,
-            dns,
         };
         let shutdown = tasks_shutdown.clone();
         tasks.spawn(async move {
-            ("docker", crate::docker::serve(plugin, backend, shutdown).await.map_err(AgentError::from))
+            ("docker", crate::docker::serve(plugin, backend, dns, shutdown).await.map_err(AgentError::from))
         });
     }
     let convergence = std::sync::Arc::new(std::sync::Mutex::new(datapath_task::ConvergenceStats::default()));

@@ -63,7 +63,7 @@ async fn cluster_network_with<S: Store + Transact>(
     p: &Plugin<S>,
     subnet: Ipv4Net,
 ) -> Result<Option<NetworkRecord>, String> {
-    Ok(network::list(&p.store).await.map_err(text)?.into_iter().find(|n| n.subnet == subnet))
+    Ok(network::list(&p.backend.store).await.map_err(text)?.into_iter().find(|n| n.subnet == subnet))
 }
 
 /// The cluster network (ID, VNI) a Docker network of this host is bound to, or the
@@ -125,13 +125,13 @@ pub async fn request_pool<S: Store + Transact>(p: &Arc<Plugin<S>>, r: protocol::
         return Err("--ip-range is not supported by the overlay IPAM; give only --subnet".into());
     }
     let subnet = if r.pool.is_empty() {
-        let mut taken: Vec<network::Taken> = network::list(&p.store)
+        let mut taken: Vec<network::Taken> = network::list(&p.backend.store)
             .await
             .map_err(text)?
             .into_iter()
             .map(|n| network::Taken::Network { name: n.name, subnet: n.subnet })
             .collect();
-        for host in network::host::read_published(&p.store).await.map_err(text)? {
+        for host in network::host::read_published(&p.backend.store).await.map_err(text)? {
             taken.extend(host.taken());
         }
         let state = p.state.lock().await;
@@ -145,7 +145,7 @@ pub async fn request_pool<S: Store + Transact>(p: &Arc<Plugin<S>>, r: protocol::
     if let Some(n) = p.state.lock().await.network_with_subnet(subnet) {
         return Err(format!("subnet {subnet} is already used by Docker network {} on this host", n.docker_id));
     }
-    for other in network::list(&p.store).await.map_err(text)? {
+    for other in network::list(&p.backend.store).await.map_err(text)? {
         if other.subnet != subnet && overlaps(other.subnet, subnet) {
             return Err(text(NetworkError::OverlapsNetwork { subnet, other: other.name, other_subnet: other.subnet }));
         }
@@ -180,7 +180,12 @@ pub async fn request_address<S: Store + Transact>(p: &Arc<Plugin<S>>, r: protoco
     }
     let (cluster_id, _, _) = bound(p, None, Some(subnet)).await?;
     let allocation = format!("docker-{:016x}{:08x}", rand::random::<u64>(), rand::random::<u32>());
-    let ip = p.ipam.allocate(&cluster_id, &allocation, &p.node_id, p.lease_id(), requested).await.map_err(text)?;
+    let ip = p
+        .backend
+        .ipam
+        .allocate(&cluster_id, &allocation, &p.backend.node_id, p.lease_id(), requested)
+        .await
+        .map_err(text)?;
     answer(ip)
 }
 
@@ -190,10 +195,10 @@ async fn my_allocation<S: Store + Transact>(
     cluster_id: &str,
     ip: Ipv4Addr,
 ) -> Result<Option<Allocation>, String> {
-    let entry = p.store.get(&ipam::keys::address(cluster_id, ip)).await.map_err(text)?;
+    let entry = p.backend.store.get(&ipam::keys::address(cluster_id, ip)).await.map_err(text)?;
     Ok(entry
         .and_then(|e| serde_json::from_slice::<Allocation>(&e.value).ok())
-        .filter(|a| a.node == p.node_id && a.endpoint.starts_with("docker-")))
+        .filter(|a| a.node == p.backend.node_id && a.endpoint.starts_with("docker-")))
 }
 
 pub async fn release_address<S: Store + Transact>(p: &Arc<Plugin<S>>, r: protocol::ReleaseAddress) -> Outcome {
@@ -207,7 +212,7 @@ pub async fn release_address<S: Store + Transact>(p: &Arc<Plugin<S>>, r: protoco
     // No cluster network: nothing was allocated (a gateway of a network never created).
     let Some(cluster_id) = cluster else { return Ok(json!({})) };
     if let Some(allocation) = my_allocation(p, &cluster_id, ip).await? {
-        p.ipam.release(&cluster_id, &Release::Endpoint(allocation.endpoint)).await.map_err(text)?;
+        p.backend.ipam.release(&cluster_id, &Release::Endpoint(allocation.endpoint)).await.map_err(text)?;
         tracing::info!(%ip, network = %cluster_id, "Docker address released");
     }
     Ok(json!({}))
@@ -276,10 +281,10 @@ pub async fn delete_network<S: Store + Transact>(p: &Arc<Plugin<S>>, r: protocol
     let Some(network) = state.networks.get(&r.network_id).cloned() else { return Ok(json!({})) };
     if let Some(cluster_id) = network.cluster_id() {
         let marker = format!("{MARKERS}{cluster_id}");
-        if p.store.get(&marker).await.map_err(text)?.is_some() {
-            match network::remove(&p.store, cluster_id).await {
+        if p.backend.store.get(&marker).await.map_err(text)?.is_some() {
+            match network::remove(&p.backend.store, cluster_id).await {
                 Ok(_) | Err(NetworkError::NotFound { .. }) => {
-                    p.store.delete(&marker).await.map_err(text)?;
+                    p.backend.store.delete(&marker).await.map_err(text)?;
                 }
                 Err(error) => {
                     tracing::warn!("{error}; the network stays in the cluster and leaves this host's Docker only");
@@ -345,7 +350,7 @@ pub async fn endpoint_info<S: Store + Transact>(p: &Arc<Plugin<S>>, r: protocol:
             "overlay.network": e.cluster_network,
             "overlay.vni": e.vni,
             "overlay.host_interface": e.host_interface,
-            "overlay.node": p.node_name,
+            "overlay.node": p.backend.node_name,
         }),
         None => json!({}),
     };
@@ -357,7 +362,7 @@ pub fn record_of<S>(p: &Plugin<S>, e: &DockerEndpoint) -> EndpointRecord {
     EndpointRecord {
         id: e.id.clone(),
         network_id: e.cluster_network.clone(),
-        node_id: p.node_id.clone(),
+        node_id: p.backend.node_id.clone(),
         container: e.container.clone().unwrap_or_else(|| format!("docker-{}", e.id.get(..12).unwrap_or(&e.id))),
         aliases: e.aliases.clone(),
         ip: e.ip,
@@ -369,7 +374,7 @@ pub fn record_of<S>(p: &Plugin<S>, e: &DockerEndpoint) -> EndpointRecord {
 pub async fn publish<S: Store>(p: &Plugin<S>, e: &DockerEndpoint) -> Result<(), String> {
     let record = record_of(p, e);
     let value = serde_json::to_vec(&record).map_err(text)?;
-    p.store.put(&endpoint::key(&record.network_id, &record.id), value, Some(p.lease_id())).await.map_err(text)
+    p.backend.store.put(&endpoint::key(&record.network_id, &record.id), value, Some(p.lease_id())).await.map_err(text)
 }
 
 fn local_spec(e: &DockerEndpoint) -> LocalEndpointSpec {
@@ -380,10 +385,11 @@ fn local_spec(e: &DockerEndpoint) -> LocalEndpointSpec {
 /// the host's namespace: dockerd moves the peer into the container), the datapath on
 /// the host side, and the endpoint record.
 async fn attach<S: Store + Transact>(p: &Plugin<S>, e: &DockerEndpoint) -> Result<(), String> {
-    p.host.delete_link(&e.host_interface).await.map_err(text)?;
+    p.backend.host.delete_link(&e.host_interface).await.map_err(text)?;
     let here =
         std::fs::File::open("/proc/thread-self/ns/net").map_err(|err| format!("opening this namespace: {err}"))?;
-    p.host
+    p.backend
+        .host
         .create_veth(&VethSpec {
             name: &e.host_interface,
             peer_name: &e.peer_interface,
@@ -394,8 +400,8 @@ async fn attach<S: Store + Transact>(p: &Plugin<S>, e: &DockerEndpoint) -> Resul
         .await
         .map_err(text)?;
     let rest = async {
-        p.host.set_up(&e.host_interface).await.map_err(text)?;
-        p.datapath.lock().await.add_local_endpoint(&local_spec(e)).map_err(text)?;
+        p.backend.host.set_up(&e.host_interface).await.map_err(text)?;
+        p.backend.datapath.lock().await.add_local_endpoint(&local_spec(e)).map_err(text)?;
         publish(p, e).await
     };
     if let Err(error) = rest.await {
@@ -407,13 +413,13 @@ async fn attach<S: Store + Transact>(p: &Plugin<S>, e: &DockerEndpoint) -> Resul
 
 /// Undoes [`attach`], ignoring what is already gone.
 pub async fn detach<S: Store>(p: &Plugin<S>, e: &DockerEndpoint) {
-    if let Err(error) = p.datapath.lock().await.remove_local_endpoint(&local_spec(e)) {
+    if let Err(error) = p.backend.datapath.lock().await.remove_local_endpoint(&local_spec(e)) {
         tracing::debug!("endpoint {}: datapath removal: {error}", e.id);
     }
-    if let Err(error) = p.store.delete(&endpoint::key(&e.cluster_network, &e.id)).await {
+    if let Err(error) = p.backend.store.delete(&endpoint::key(&e.cluster_network, &e.id)).await {
         tracing::warn!("endpoint {}: removing its record: {error}", e.id);
     }
-    if let Err(error) = p.host.delete_link(&e.host_interface).await {
+    if let Err(error) = p.backend.host.delete_link(&e.host_interface).await {
         tracing::warn!("endpoint {}: {error}", e.id);
     }
 }

@@ -182,19 +182,12 @@ pub struct Backend<S> {
     pub node_name: String,
     /// The node's current lease: endpoint records and allocations are attached to it.
     pub lease: watch::Receiver<LeaseId>,
-    pub dns: Option<DockerDns>,
 }
 
 /// The plugin's shared state: the backend, dockerd's API and the bindings.
 pub struct Plugin<S> {
     pub config: PluginConfig,
-    pub store: S,
-    pub ipam: Ipam<S>,
-    pub datapath: Arc<Mutex<Datapath>>,
-    pub host: Netlink,
-    pub node_id: String,
-    pub node_name: String,
-    pub lease: watch::Receiver<LeaseId>,
+    pub backend: Backend<S>,
     pub docker: Option<DockerClient>,
     pub state: Mutex<state::State>,
     /// Fired when a binding changes (waiters for a pending network, the DNS view).
@@ -204,7 +197,7 @@ pub struct Plugin<S> {
 
 impl<S> Plugin<S> {
     pub fn lease_id(&self) -> LeaseId {
-        *self.lease.borrow()
+        *self.backend.lease.borrow()
     }
 }
 
@@ -214,19 +207,14 @@ impl<S> Plugin<S> {
 pub async fn serve<S: Store + Transact>(
     config: PluginConfig,
     backend: Backend<S>,
+    dns: Option<DockerDns>,
     shutdown: Shutdown,
 ) -> Result<(), DockerError> {
     config.validate()?;
     let loaded = state::State::load(&config.state_dir)?;
     let docker = config.docker_socket.clone().map(DockerClient::new);
     let plugin = Arc::new(Plugin {
-        store: backend.store,
-        ipam: backend.ipam,
-        datapath: backend.datapath,
-        host: backend.host,
-        node_id: backend.node_id,
-        node_name: backend.node_name,
-        lease: backend.lease,
+        backend,
         docker,
         state: Mutex::new(loaded),
         bindings_changed: Notify::new(),
@@ -236,7 +224,7 @@ pub async fn serve<S: Store + Transact>(
     let listener = server::listen(&plugin.config.socket)?;
     tasks::recover(&plugin).await;
     let mut background = tokio::task::JoinSet::new();
-    tasks::spawn_all(&plugin, backend.dns, &mut background)?;
+    tasks::spawn_all(&plugin, dns, &mut background)?;
     tracing::info!(socket = %plugin.config.socket.display(), name = %plugin.config.name, "Docker plugin serving");
     let result = server::run(plugin.clone(), listener, shutdown.clone()).await;
     // The tasks stop on the same shutdown (the resolver closes its sockets, so a new

@@ -63,7 +63,7 @@ pub async fn recover<S: Store + Transact>(p: &Arc<Plugin<S>>) {
     let mut state = p.state.lock().await;
     let mut gone = Vec::new();
     for e in state.endpoints.values().filter(|e| e.joined) {
-        match p.host.link_index(&e.host_interface).await {
+        match p.backend.host.link_index(&e.host_interface).await {
             Ok(Some(_)) => {
                 let spec = crate::datapath::LocalEndpointSpec {
                     vni: e.vni,
@@ -71,7 +71,7 @@ pub async fn recover<S: Store + Transact>(p: &Arc<Plugin<S>>) {
                     mac: e.mac,
                     host_interface: e.host_interface.clone(),
                 };
-                if let Err(error) = p.datapath.lock().await.add_local_endpoint(&spec) {
+                if let Err(error) = p.backend.datapath.lock().await.add_local_endpoint(&spec) {
                     tracing::error!("endpoint {}: restoring its datapath entry: {error}", e.id);
                 }
                 if e.container.is_none() {
@@ -87,7 +87,7 @@ pub async fn recover<S: Store + Transact>(p: &Arc<Plugin<S>>) {
             tracing::info!("endpoint {id}: its container went away while the plugin was stopped; cleaning up");
             driver::detach(p, &e).await;
             if let Some(allocation) = &e.allocation {
-                let _ = p.ipam.release(&e.cluster_network, &Release::Endpoint(allocation.clone())).await;
+                let _ = p.backend.ipam.release(&e.cluster_network, &Release::Endpoint(allocation.clone())).await;
             }
         }
     }
@@ -174,10 +174,10 @@ async fn create_or_find<S: Store + Transact>(
         ..CreateRequest::default()
     };
     let spec = NetworkSpec::parse(&request).map_err(|e| e.to_string())?;
-    let record = match network::create(&p.store, &spec, &p.config.subnet_pool).await {
+    let record = match network::create(&p.backend.store, &spec, &p.config.subnet_pool).await {
         Ok(record) => record,
         Err(NetworkError::AlreadyExists { .. }) => {
-            let existing = network::find(&p.store, name).await.map_err(|e| e.to_string())?;
+            let existing = network::find(&p.backend.store, name).await.map_err(|e| e.to_string())?;
             if existing.subnet != n.subnet || existing.gateway != n.gateway {
                 return Err(format!(
                     "the cluster network {name} has subnet {} and gateway {}; remove this Docker network and create \
@@ -194,10 +194,10 @@ async fn create_or_find<S: Store + Transact>(
         subnet: record.subnet,
         gateway: record.gateway,
         internal: record.internal,
-        created_on: p.node_name.clone(),
+        created_on: p.backend.node_name.clone(),
     };
     let value = serde_json::to_vec(&marker).map_err(|e| e.to_string())?;
-    p.store.put(&format!("{MARKERS}{}", record.id), value, None).await.map_err(|e| e.to_string())?;
+    p.backend.store.put(&format!("{MARKERS}{}", record.id), value, None).await.map_err(|e| e.to_string())?;
     tracing::info!(network = %record.name, id = %record.id, "Docker network bound to the cluster network");
     Ok(Binding::Bound { cluster_id: record.id, name: record.name, vni: record.vni })
 }
@@ -247,20 +247,23 @@ pub async fn learn_name<S: Store + Transact>(p: Arc<Plugin<S>>, endpoint_id: Str
 /// Keeps every joined endpoint's record and address on the node's current lease (after
 /// a restart, or when the node registered again under a new lease).
 async fn republish<S: Store + Transact>(p: Arc<Plugin<S>>) {
-    let mut lease = p.lease.clone();
+    let mut lease = p.backend.lease.clone();
     loop {
         let state = p.state.lock().await;
         let current = p.lease_id();
         for e in state.endpoints.values().filter(|e| e.joined) {
-            match p.store.get(&endpoint::key(&e.cluster_network, &e.id)).await {
+            match p.backend.store.get(&endpoint::key(&e.cluster_network, &e.id)).await {
                 Ok(Some(entry)) if entry.lease == Some(current) => {}
                 Ok(_) => {
                     if let Err(error) = driver::publish(&p, e).await {
                         tracing::warn!("re-publishing endpoint {}: {error}", e.id);
                     }
                     if let Some(allocation) = &e.allocation
-                        && let Err(error) =
-                            p.ipam.allocate(&e.cluster_network, allocation, &p.node_id, current, Some(e.ip)).await
+                        && let Err(error) = p
+                            .backend
+                            .ipam
+                            .allocate(&e.cluster_network, allocation, &p.backend.node_id, current, Some(e.ip))
+                            .await
                     {
                         tracing::error!("endpoint {} keeps {} but the cluster IPAM says: {error}", e.id, e.ip);
                     }
@@ -279,7 +282,7 @@ async fn republish<S: Store + Transact>(p: Arc<Plugin<S>>) {
 
 /// Follows the cluster: the Docker resolver's names, and the mirror.
 async fn follow_cluster<S: Store + Transact>(p: Arc<Plugin<S>>, view: NameView) {
-    let mut updates = watch_prefix(p.store.clone(), cluster_keys::ROOT.to_owned(), p.shutdown.clone());
+    let mut updates = watch_prefix(p.backend.store.clone(), cluster_keys::ROOT.to_owned(), p.shutdown.clone());
     let mut cluster = ClusterState::default();
     let mut markers: BTreeMap<String, Marker> = BTreeMap::new();
     let mut synced = false;
