@@ -71,7 +71,8 @@ fn vni_of(lab: &Lab, store: &str, network: &str) -> anyhow::Result<u32> {
     json["vni"].as_u64().map(|v| v as u32).context("no VNI in network inspect")
 }
 
-fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+/// The resident memory of process `pid` (`VmRSS` in /proc/PID/status), in MiB.
+pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: f64 = status
         .lines()

@@ -22,6 +22,7 @@ pub mod ipam;
 pub mod ipam_bench;
 pub mod kernel_vxlan;
 pub mod lab;
+pub mod mesh_bench;
 pub mod packets;
 pub mod scale;
 pub mod traffic;

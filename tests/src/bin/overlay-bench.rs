@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::ensure;
 use clap::Parser;
 use overlay_tests::bench::{self, Options};
 
@@ -15,12 +16,21 @@ struct Args {
     /// Where to write the figures as JSON (one record per path and metric).
     #[arg(long, default_value = "bench-results/bench.json")]
     json: PathBuf,
-    /// Only the control-plane figures (agents, IPAM), not the datapath.
+    /// Only the control-plane figures (agents, mesh, DNS, IPAM), not the datapath.
     #[arg(long)]
     control_plane_only: bool,
     /// Only the DNS comparison with Docker's embedded DNS (a quick check).
     #[arg(long)]
     dns_only: bool,
+    /// Only the mesh convergence figure (a quick check).
+    #[arg(long)]
+    mesh_only: bool,
+    /// Simulated hosts in the mesh, each with a real agent.
+    #[arg(long, default_value_t = 20)]
+    mesh_hosts: usize,
+    /// Containers started on each host of the mesh.
+    #[arg(long, default_value_t = 5)]
+    mesh_containers: usize,
     /// Container starts measured for convergence.
     #[arg(long)]
     starts: Option<usize>,
@@ -34,6 +44,13 @@ fn main() -> anyhow::Result<()> {
     if args.dns_only {
         let dns = overlay_tests::dns_bench::run(std::time::Duration::from_secs(5))?;
         println!("{}", serde_json::to_string_pretty(&dns)?);
+        return Ok(());
+    }
+    if args.mesh_only {
+        let mesh = overlay_tests::mesh_bench::run(args.mesh_hosts, args.mesh_containers)?;
+        println!("{mesh}");
+        println!("{}", serde_json::to_string_pretty(&mesh)?);
+        ensure!(mesh.pairs_failed == 0, "{} container pairs of the mesh never reached each other", mesh.pairs_failed);
         return Ok(());
     }
     let options = if args.quick {
@@ -81,6 +98,10 @@ fn main() -> anyhow::Result<()> {
     sections.insert("convergence".into(), serde_json::to_value(&convergence)?);
     sections.insert("agent_scale".into(), serde_json::to_value(&agent_scale)?);
 
+    let mesh = overlay_tests::mesh_bench::run(args.mesh_hosts, args.mesh_containers)?;
+    println!("{mesh}");
+    sections.insert("mesh".into(), serde_json::to_value(&mesh)?);
+
     let dns = overlay_tests::dns_bench::run(std::time::Duration::from_secs(if args.quick { 5 } else { 15 }))?;
     println!(
         "DNS, a container's name from a container on the same host: this resolver {:.0} queries/s, p99 {:.2} ms; \
@@ -99,5 +120,7 @@ fn main() -> anyhow::Result<()> {
     sections.insert("ipam".into(), serde_json::to_value(&ipam)?);
     bench::write_outputs(&records, sections, &args.json, &args.chart, "Ratio to the raw underlay (median)")?;
     println!("figures: {}  chart: {}", args.json.display(), args.chart.display());
+    // The figures are written either way; a mesh that never fully connected fails the run.
+    ensure!(mesh.pairs_failed == 0, "{} container pairs of the mesh never reached each other", mesh.pairs_failed);
     Ok(())
 }
