@@ -29,6 +29,9 @@ pub mod program_names {
     pub const FROM_CONTAINER: &str = "overlay_from_container";
     /// TC ingress of the host's underlay interface: VXLAN arriving from other hosts.
     pub const FROM_UNDERLAY: &str = "overlay_from_underlay";
+    /// EXPERIMENTAL alternative to [`FROM_UNDERLAY`]: the same decapsulation as an XDP
+    /// program on the underlay interface, only attached by the hook comparison bench.
+    pub const FROM_UNDERLAY_XDP: &str = "overlay_xdp_from_underlay";
 }
 
 /// Capacity of the maps. Userspace reports a full map as an error naming the limit.

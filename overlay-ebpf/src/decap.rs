@@ -8,37 +8,49 @@ use aya_ebpf::{
     helpers::bpf_redirect_peer,
     programs::TcContext,
 };
-use overlay_common::{Reason, VXLAN_PORT};
+use overlay_common::{LocalEndpoint, Reason, VXLAN_PORT};
 
 use crate::{
-    fdb, headers,
-    headers::{ETH_P_IP, EthHdr, IPPROTO_UDP, Ipv4Hdr, UdpHdr, VxlanHdr},
+    fdb,
+    headers::{ETH_P_IP, EthHdr, Frame, IPPROTO_UDP, Ipv4Hdr, UdpHdr, VxlanHdr},
     local,
     verdict::{self, Verdict},
 };
 
-pub fn receive(ctx: &TcContext) -> Verdict {
+/// A VXLAN packet that passed every check, and where its inner frame goes.
+pub struct Delivery {
+    /// The inner Ethernet header, and where it starts: everything before it is stripped.
+    pub inner_eth: EthHdr,
+    pub inner_eth_offset: usize,
+    pub endpoint: LocalEndpoint,
+    pub counter_slot: u32,
+}
+
+/// The checks both underlay hooks make. `Ok(None)`: not VXLAN for this host's VTEP, to
+/// be passed to the host untouched. `Err`: VXLAN for us that is dropped, with the reason.
+#[inline(always)]
+pub fn classify<F: Frame>(frame: &F) -> Result<Option<Delivery>, Reason> {
     // Not ours unless it parses as IPv4/UDP to our VTEP on the VXLAN port.
-    let Ok(eth) = headers::load::<EthHdr>(ctx, 0) else { return verdict::pass() };
+    let Ok(eth) = frame.header::<EthHdr>(0) else { return Ok(None) };
     if eth.ether_type() != ETH_P_IP {
-        return verdict::pass();
+        return Ok(None);
     }
-    let Ok(outer) = headers::load::<Ipv4Hdr>(ctx, EthHdr::LEN) else { return verdict::pass() };
+    let Ok(outer) = frame.header::<Ipv4Hdr>(EthHdr::LEN) else { return Ok(None) };
     if outer.proto != IPPROTO_UDP || !outer.is_valid() {
-        return verdict::pass();
+        return Ok(None);
     }
-    let Ok(cfg) = fdb::config() else { return verdict::pass() };
+    let Ok(cfg) = fdb::config() else { return Ok(None) };
     if outer.daddr != cfg.vtep_ip {
-        return verdict::pass();
+        return Ok(None);
     }
     if outer.is_fragment() {
         // A fragment's UDP header may be elsewhere; members never fragment VXLAN.
         return Err(Reason::Fragmented);
     }
     let udp_offset = EthHdr::LEN + outer.header_len();
-    let udp: UdpHdr = headers::load(ctx, udp_offset)?;
+    let udp: UdpHdr = frame.header(udp_offset)?;
     if u16::from_be(udp.dest) != VXLAN_PORT {
-        return verdict::pass();
+        return Ok(None);
     }
 
     // VXLAN to us from here on: every failure is a counted drop.
@@ -46,19 +58,18 @@ pub fn receive(ctx: &TcContext) -> Verdict {
         return Err(Reason::NotMember);
     }
     let vxlan_offset = udp_offset + UdpHdr::LEN;
-    let vxlan: VxlanHdr = headers::load(ctx, vxlan_offset)?;
+    let vxlan: VxlanHdr = frame.header(vxlan_offset)?;
     if vxlan.flags & VxlanHdr::FLAG_VNI == 0 {
         return Err(Reason::Malformed);
     }
     let vni = vxlan.vni();
     let network = fdb::network(vni).ok_or(Reason::UnknownVni)?;
     let inner_eth_offset = vxlan_offset + VxlanHdr::LEN;
-    let inner_eth: EthHdr = headers::load(ctx, inner_eth_offset)?;
+    let inner_eth: EthHdr = frame.header(inner_eth_offset)?;
     if inner_eth.ether_type() != ETH_P_IP {
         return Err(Reason::InnerNotIpv4);
     }
-    let inner_ip_offset = inner_eth_offset + EthHdr::LEN;
-    let inner_ip: Ipv4Hdr = headers::load(ctx, inner_ip_offset)?;
+    let inner_ip: Ipv4Hdr = frame.header(inner_eth_offset + EthHdr::LEN)?;
     if !inner_ip.is_valid() {
         return Err(Reason::Malformed);
     }
@@ -68,14 +79,20 @@ pub fn receive(ctx: &TcContext) -> Verdict {
         _ => return Err(Reason::InnerSourceMismatch),
     }
     let endpoint = fdb::local_endpoint(vni, inner_ip.daddr).ok_or(Reason::NoLocalEndpoint)?;
+    Ok(Some(Delivery { inner_eth, inner_eth_offset, endpoint, counter_slot: network.counter_slot }))
+}
 
+/// TC ingress of the underlay: decapsulates with `adjust_room`, which keeps a GSO
+/// super-packet whole, and hands the inner frame to the container with `redirect_peer`.
+pub fn receive(ctx: &TcContext) -> Verdict {
+    let Some(delivery) = classify(ctx)? else { return verdict::pass() };
     // Remove outer IPv4, UDP, VXLAN and the inner Ethernet header; the outer Ethernet
     // header stays in front and is rewritten to the inner addresses.
-    let strip = (inner_ip_offset - EthHdr::LEN) as i32;
+    let strip = delivery.inner_eth_offset as i32;
     ctx.adjust_room(-strip, BPF_ADJ_ROOM_MAC, u64::from(BPF_F_ADJ_ROOM_FIXED_GSO))
         .map_err(|_| Reason::AdjustRoomFailed)?;
-    local::rewrite_destination(ctx, &inner_eth, &endpoint)?;
+    local::rewrite_destination(ctx, &delivery.inner_eth, &delivery.endpoint)?;
     // SAFETY: plain helper call.
-    let result = unsafe { bpf_redirect_peer(endpoint.ifindex, 0) };
-    verdict::redirected(result, Reason::Decapsulated, network.counter_slot)
+    let result = unsafe { bpf_redirect_peer(delivery.endpoint.ifindex, 0) };
+    verdict::redirected(result, Reason::Decapsulated, delivery.counter_slot)
 }

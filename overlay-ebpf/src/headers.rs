@@ -1,7 +1,7 @@
 //! Wire layouts of the headers the datapath reads and writes. Multi-byte fields hold
 //! network byte order; IPv4 addresses are kept as loaded (see `overlay_common::ipv4_key`).
 
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::programs::{TcContext, XdpContext};
 use overlay_common::Reason;
 
 pub const ETH_P_IP: u16 = 0x0800;
@@ -12,6 +12,33 @@ pub const IPPROTO_UDP: u8 = 17;
 #[inline(always)]
 pub fn load<T>(ctx: &TcContext, offset: usize) -> Result<T, Reason> {
     ctx.load::<T>(offset).map_err(|_| Reason::Truncated)
+}
+
+/// A received frame whose headers can be read, at TC (through the skb) or at XDP (from
+/// its buffer), so both hooks share one set of checks.
+pub trait Frame {
+    /// The header at `offset`; a frame too short for it is [`Reason::Truncated`].
+    fn header<T: Copy>(&self, offset: usize) -> Result<T, Reason>;
+}
+
+impl Frame for TcContext {
+    #[inline(always)]
+    fn header<T: Copy>(&self, offset: usize) -> Result<T, Reason> {
+        load(self, offset)
+    }
+}
+
+impl Frame for XdpContext {
+    #[inline(always)]
+    fn header<T: Copy>(&self, offset: usize) -> Result<T, Reason> {
+        let (start, end) = (self.data(), self.data_end());
+        if start + offset + core::mem::size_of::<T>() > end {
+            return Err(Reason::Truncated);
+        }
+        // SAFETY: within the packet (checked just above); headers are packed, so the
+        // read is unaligned.
+        Ok(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
+    }
 }
 
 #[repr(C, packed)]

@@ -13,8 +13,12 @@ mod headers;
 mod local;
 mod maps;
 mod verdict;
+mod xdp_decap;
 
-use aya_ebpf::{macros::classifier, programs::TcContext};
+use aya_ebpf::{
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
 use overlay_common::{Direction, Reason};
 
 use crate::{
@@ -36,6 +40,13 @@ pub fn overlay_from_container(ctx: TcContext) -> i32 {
 pub fn overlay_from_underlay(ctx: TcContext) -> i32 {
     let bytes = ctx.len();
     verdict::finish(Direction::FromUnderlay, bytes, decap::receive(&ctx))
+}
+
+/// EXPERIMENTAL: XDP on the host's underlay interface, the alternative to
+/// `overlay_from_underlay` kept for measuring the two side by side (`xdp_decap.rs`).
+#[xdp]
+pub fn overlay_xdp_from_underlay(ctx: XdpContext) -> u32 {
+    xdp_decap::run(&ctx)
 }
 
 fn from_container(ctx: &TcContext) -> Verdict {

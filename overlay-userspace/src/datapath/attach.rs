@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use aya::programs::{
-    LinkOrder, SchedClassifier, TcAttachType,
+    LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
     links::{FdLink, PinnedLink},
     tc::TcAttachOptions,
 };
@@ -31,6 +31,44 @@ impl Datapath {
     /// Detaches the underlay program: VXLAN then reaches the host stack undecapsulated.
     pub fn detach_underlay(&mut self) -> Result<(), DatapathError> {
         self.unpin_link(self.link_path("underlay"))
+    }
+
+    /// EXPERIMENTAL alternative to [`Datapath::attach_underlay`], for measuring the two
+    /// hooks side by side: attaches the XDP decapsulation (`overlay_xdp_from_underlay`)
+    /// to the underlay interface, like `ip link set DEV xdp obj ...`. The link is held
+    /// by this process, not pinned: it goes away with the `Datapath`. Containers must
+    /// have NAPI on their eth0 (GRO on, or an XDP program) or redirected frames are
+    /// dropped by the veth.
+    pub fn attach_underlay_xdp(&mut self) -> Result<(), DatapathError> {
+        if self.underlay_xdp.is_some() {
+            return Ok(());
+        }
+        let name = program_names::FROM_UNDERLAY_XDP;
+        let interface = self.config.underlay_interface.clone();
+        let program = self.xdp_program()?;
+        if program.fd().is_err() {
+            program.load().map_err(|source| DatapathError::Program { name, source })?;
+        }
+        let link =
+            program.attach(&interface, XdpMode::default()).map_err(|source| DatapathError::Program { name, source })?;
+        self.underlay_xdp = Some(link);
+        Ok(())
+    }
+
+    /// Detaches what [`Datapath::attach_underlay_xdp`] attached (no-op when nothing is).
+    pub fn detach_underlay_xdp(&mut self) -> Result<(), DatapathError> {
+        let Some(link) = self.underlay_xdp.take() else { return Ok(()) };
+        let name = program_names::FROM_UNDERLAY_XDP;
+        self.xdp_program()?.detach(link).map_err(|source| DatapathError::Program { name, source })
+    }
+
+    fn xdp_program(&mut self) -> Result<&mut Xdp, DatapathError> {
+        let name = program_names::FROM_UNDERLAY_XDP;
+        self.ebpf
+            .program_mut(name)
+            .ok_or(DatapathError::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| DatapathError::Program { name, source })
     }
 
     pub(super) fn attach_container_interface(&mut self, interface: &str) -> Result<(), DatapathError> {

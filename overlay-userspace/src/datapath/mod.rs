@@ -51,6 +51,9 @@ pub struct DatapathConfig {
 pub struct Datapath {
     ebpf: Ebpf,
     config: DatapathConfig,
+    /// EXPERIMENTAL: the XDP decapsulation on the underlay, when attached by
+    /// [`Datapath::attach_underlay_xdp`] (held by this process, not pinned).
+    underlay_xdp: Option<aya::programs::xdp::XdpLinkId>,
 }
 
 impl Datapath {
@@ -87,7 +90,7 @@ impl Datapath {
                 .map_err(|source| DatapathError::Program { name, source })?;
             program.load().map_err(|source| DatapathError::Program { name, source })?;
         }
-        let mut datapath = Datapath { ebpf, config };
+        let mut datapath = Datapath { ebpf, config, underlay_xdp: None };
         datapath
             .set_host_config(HostConfig { vtep_ip: ipv4_key(datapath.config.vtep_ip.octets()), underlay_ifindex })?;
         Ok(datapath)

@@ -1,0 +1,74 @@
+//! EXPERIMENTAL alternative to `decap.rs`: the same VXLAN checks (`decap::classify`),
+//! then the decapsulation as an XDP program on the underlay interface
+//! (`overlay_xdp_from_underlay`). It strips the outer headers with `bpf_xdp_adjust_head`
+//! and `XDP_REDIRECT`s the inner frame to the container's host-side veth (the veth then
+//! hands it to its peer, the container's eth0, which must have NAPI: GRO on, or an XDP
+//! program of its own). Kept only to measure XDP against TC decapsulation (tests'
+//! `underlay-hook-bench`, results in docs/datapath.md); the agent does not attach it.
+
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_REDIRECT},
+    helpers::{bpf_redirect, bpf_xdp_adjust_head},
+    programs::XdpContext,
+};
+use overlay_common::{Direction, Reason};
+
+use crate::{counters, decap, headers::EthHdr, verdict::NO_NETWORK};
+
+/// Where a frame went, as an XDP action and the counter it is counted under.
+struct XdpForward {
+    reason: Reason,
+    action: u32,
+    net_slot: u32,
+}
+
+type XdpVerdict = Result<XdpForward, Reason>;
+
+#[inline(always)]
+fn pass() -> XdpVerdict {
+    Ok(XdpForward { reason: Reason::PassedToHost, action: XDP_PASS, net_slot: NO_NETWORK })
+}
+
+/// Runs the checks and counts the result as `verdict::finish` does, as an XDP action.
+#[inline(always)]
+pub fn run(ctx: &XdpContext) -> u32 {
+    let bytes = (ctx.data_end() - ctx.data()) as u32;
+    match receive(ctx) {
+        Ok(forward) => {
+            counters::count(forward.reason, Direction::FromUnderlay, bytes);
+            if forward.net_slot != NO_NETWORK {
+                counters::count_network(forward.net_slot, Direction::FromUnderlay, bytes);
+            }
+            forward.action
+        }
+        Err(reason) => {
+            counters::count(reason, Direction::FromUnderlay, bytes);
+            XDP_DROP
+        }
+    }
+}
+
+#[inline(always)]
+fn receive(ctx: &XdpContext) -> XdpVerdict {
+    let Some(delivery) = decap::classify(ctx)? else { return pass() };
+    // Drop outer Ethernet, IPv4, UDP and VXLAN: the inner Ethernet header becomes the
+    // frame's, and only its destination is rewritten (as local::rewrite_destination).
+    // SAFETY: plain helper call on this program's own context.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, delivery.inner_eth_offset as i32) } != 0 {
+        return Err(Reason::AdjustRoomFailed);
+    }
+    let start = ctx.data();
+    if start + EthHdr::LEN > ctx.data_end() {
+        return Err(Reason::Truncated);
+    }
+    let header = EthHdr { dst: delivery.endpoint.mac, ..delivery.inner_eth };
+    // SAFETY: checked against data_end just above.
+    unsafe { core::ptr::write_unaligned(start as *mut EthHdr, header) };
+    // SAFETY: plain helper call.
+    let result = unsafe { bpf_redirect(delivery.endpoint.ifindex, 0) };
+    if result == i64::from(XDP_REDIRECT) {
+        Ok(XdpForward { reason: Reason::Decapsulated, action: XDP_REDIRECT, net_slot: delivery.counter_slot })
+    } else {
+        Err(Reason::RedirectFailed)
+    }
+}

@@ -1,0 +1,309 @@
+//! EXPERIMENT: TC or XDP for decapsulation on the underlay interface, measured side by
+//! side on the same two simulated hosts (the setup of `bench.rs`). The sending side
+//! always encapsulates at TC; only the receiving hook changes. Variants alternate within
+//! each round so drift on a busy machine hits them alike; the medians and every run
+//! are printed, with ratios XDP/TC.
+//!
+//! ```text
+//! cargo build --release -p overlay-tests && sudo target/release/underlay-hook-bench [--runs 5]
+//! ```
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, bail, ensure};
+use clap::Parser;
+use overlay::netns;
+use overlay_common::{Direction, Reason};
+use overlay_tests::{
+    Container, ContainerSpec, Lab,
+    bench::{Metric, median},
+    cmd,
+    datapath::{self, HostDatapath},
+    traffic,
+};
+
+#[derive(Parser)]
+struct Args {
+    /// Rounds; each round measures every variant once, in turn.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    #[arg(long, default_value_t = 3)]
+    tcp_seconds: u32,
+    #[arg(long, default_value_t = 2)]
+    udp_seconds: u32,
+    #[arg(long, default_value_t = 200)]
+    pings: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Variant {
+    /// Host to host, no program on the underlay, no overlay.
+    Underlay,
+    /// Today: TC ingress decap, redirect_peer; containers' eth0 as the lab makes them.
+    Tc,
+    /// TC decap under the conditions XDP needs (below): isolates their share.
+    TcWire,
+    /// XDP decap, XDP_REDIRECT to the host-side veth. Needs NAPI on the containers' eth0
+    /// (GRO on) and full checksums on the wire: a veth underlay carries TCP with
+    /// CHECKSUM_PARTIAL (never computed), which XDP_REDIRECT turns into a frame with a
+    /// wrong checksum, so the hosts' eth0 computes checksums (`tx off`), as a NIC would.
+    Xdp,
+    /// As `TcWire`, but checksums (and segmentation) are done by the underlay bridge's
+    /// port towards each host, like a NIC's TSO: the sending host keeps TSO.
+    TcNic,
+    /// As `Xdp`, with checksums and segmentation at the bridge port as in `TcNic`.
+    XdpNic,
+}
+
+impl Variant {
+    const ALL: [Variant; 6] =
+        [Variant::Underlay, Variant::Tc, Variant::TcWire, Variant::Xdp, Variant::TcNic, Variant::XdpNic];
+    fn label(self) -> &'static str {
+        match self {
+            Variant::Underlay => "raw underlay",
+            Variant::Tc => "TC decap (today)",
+            Variant::TcWire => "TC, GRO+wire csum",
+            Variant::Xdp => "XDP, GRO+wire csum",
+            Variant::TcNic => "TC, GRO+port csum",
+            Variant::XdpNic => "XDP, GRO+port csum",
+        }
+    }
+}
+
+struct Setup<'a> {
+    lab: &'a Lab,
+    dps: &'a mut [HostDatapath],
+    containers: [&'a Container; 2],
+}
+
+impl Setup<'_> {
+    fn hooks(&mut self, tc: bool, xdp: bool) -> anyhow::Result<()> {
+        for dp in self.dps.iter_mut() {
+            let datapath = &mut dp.datapath;
+            netns::run_in(&dp.ns, move || -> anyhow::Result<()> {
+                // Never both at once: detach first, then attach.
+                if !tc {
+                    datapath.detach_underlay()?;
+                }
+                if !xdp {
+                    datapath.detach_underlay_xdp()?;
+                }
+                if tc {
+                    datapath.attach_underlay()?;
+                }
+                if xdp {
+                    datapath.attach_underlay_xdp()?;
+                }
+                Ok(())
+            })??;
+        }
+        Ok(())
+    }
+
+    fn container_gro(&self, on: bool) -> anyhow::Result<()> {
+        for c in self.containers {
+            cmd::run_in(&c.ns, &["ethtool", "-K", "eth0", "gro", if on { "on" } else { "off" }])?;
+        }
+        Ok(())
+    }
+
+    /// Whether the hosts' underlay eth0 leaves checksums to the receiver (veth default).
+    fn underlay_tx_offload(&self, on: bool) -> anyhow::Result<()> {
+        for dp in self.dps.iter() {
+            cmd::run_in(&dp.ns, &["ethtool", "-K", "eth0", "tx", if on { "on" } else { "off" }])?;
+        }
+        Ok(())
+    }
+
+    /// Whether the underlay bridge's ports towards the hosts leave checksums to the
+    /// receiver (veth default).
+    fn bridge_port_tx_offload(&self, on: bool) -> anyhow::Result<()> {
+        for i in 0..self.dps.len() {
+            let port = format!("h{i}");
+            cmd::run_in(&self.lab.underlay, &["ethtool", "-K", &port, "tx", if on { "on" } else { "off" }])?;
+        }
+        Ok(())
+    }
+
+    fn select(&mut self, variant: Variant) -> anyhow::Result<()> {
+        self.underlay_tx_offload(!matches!(variant, Variant::TcWire | Variant::Xdp))?;
+        self.bridge_port_tx_offload(!matches!(variant, Variant::TcNic | Variant::XdpNic))?;
+        match variant {
+            Variant::Underlay => {
+                self.hooks(false, false)?;
+                self.container_gro(false)
+            }
+            Variant::Tc => {
+                self.hooks(true, false)?;
+                self.container_gro(false)
+            }
+            Variant::TcWire | Variant::TcNic => {
+                self.hooks(true, false)?;
+                self.container_gro(true)
+            }
+            Variant::Xdp | Variant::XdpNic => {
+                self.hooks(false, true)?;
+                self.container_gro(true)
+            }
+        }
+    }
+
+    fn decapsulated(&mut self) -> anyhow::Result<u64> {
+        let mut total = 0;
+        for dp in self.dps.iter_mut() {
+            total += dp.counters()?.packets(Reason::Decapsulated, Direction::FromUnderlay);
+        }
+        Ok(total)
+    }
+
+    /// Ping and TCP both ways between the containers, and the decapsulation counters
+    /// must have moved on both hosts; fails loudly otherwise.
+    fn check_overlay(&mut self, variant: Variant, port: &mut u16) -> anyhow::Result<()> {
+        let before = self.decapsulated()?;
+        let [a, b] = self.containers;
+        for (from, to) in [(a, b), (b, a)] {
+            traffic::ping_ok(&from.ns, to.ip, 5)
+                .with_context(|| format!("{}: ping {} -> {}", variant.label(), from.name, to.name))?;
+            *port += 1;
+            let report = traffic::iperf3(self.lab, &to.ns, to.ip, &from.ns, *port, &["-t", "1"])
+                .with_context(|| format!("{}: TCP {} -> {}", variant.label(), from.name, to.name))?;
+            let bps = traffic::tcp_bits_per_second(&report)?;
+            ensure!(bps > 1e6, "{}: TCP {} -> {} only {bps} bit/s", variant.label(), from.name, to.name);
+            eprintln!(
+                "  check {:<22} {} -> {}: ping 5/5, TCP {:.2} Gbit/s",
+                variant.label(),
+                from.name,
+                to.name,
+                bps / 1e9
+            );
+        }
+        self.lab.stop_children();
+        let decapsulated = self.decapsulated()? - before;
+        ensure!(decapsulated > 0, "{}: nothing counted as decapsulated", variant.label());
+        eprintln!("  check {:<22} decapsulated packets counted: {decapsulated}", variant.label());
+        Ok(())
+    }
+}
+
+fn measure(
+    lab: &Lab,
+    client: &str,
+    server: &str,
+    ip: Ipv4Addr,
+    metric: Metric,
+    a: &Args,
+    port: u16,
+) -> anyhow::Result<f64> {
+    match metric {
+        Metric::TcpThroughput => {
+            let t = a.tcp_seconds.to_string();
+            let report = traffic::iperf3(lab, server, ip, client, port, &["-t", &t, "-O", "1"])?;
+            Ok(traffic::tcp_bits_per_second(&report)? / 1e9)
+        }
+        Metric::SmallPacketRate => {
+            let t = a.udp_seconds.to_string();
+            let report = traffic::iperf3(lab, server, ip, client, port, &["-u", "-l", "64", "-b", "0", "-t", &t])?;
+            Ok(traffic::udp_packets_per_second(&report)? / 1e3)
+        }
+        Metric::RoundTrip => {
+            let result = traffic::ping(client, ip, a.pings, "0.01")?;
+            if result.received * 10 < result.transmitted * 9 {
+                bail!("ping lost {} of {}", result.transmitted - result.received, result.transmitted);
+            }
+            Ok(result.avg_rtt_ms.context("no ping reply")? * 1000.0)
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut lab = Lab::builder("hook").host("h1", "192.168.1.141/24").host("h2", "192.168.1.142/24").build()?;
+    let (h1, h2) = (lab.host("h1").clone(), lab.host("h2").clone());
+    const VNI: u32 = 20;
+    let e1 = lab.add_container("h1", &ContainerSpec::new("e1", Ipv4Addr::new(10, 0, 9, 2)))?;
+    let e2 = lab.add_container("h2", &ContainerSpec::new("e2", Ipv4Addr::new(10, 0, 9, 3)))?;
+    let mut dps = vec![HostDatapath::start(&h1)?, HostDatapath::start(&h2)?];
+    datapath::full_mesh(&mut dps, VNI, Ipv4Addr::new(10, 0, 9, 1), &[(0, &e1), (1, &e2)])?;
+    let mut setup = Setup { lab: &lab, dps: &mut dps, containers: [&e1, &e2] };
+    let mut port = 5400u16;
+
+    // What XDP on a veth changes: the underlay-side peer loses software GSO, and
+    // without NAPI on the container's eth0 redirected frames are dropped.
+    let peer_gso = || -> anyhow::Result<String> {
+        let out = cmd::run_in(&lab.underlay, &["ethtool", "-k", "h1"])?;
+        Ok(out.lines().filter(|l| l.contains("segmentation-offload:")).map(str::trim).collect::<Vec<_>>().join("; "))
+    };
+    eprintln!("underlay peer of h2 eth0, no XDP: {}", peer_gso()?);
+    setup.hooks(false, true)?;
+    setup.container_gro(false)?;
+    eprintln!("underlay peer of h2 eth0, XDP on: {}", peer_gso()?);
+    let no_napi = traffic::ping(&e1.ns, e2.ip, 5, "0.05")?;
+    eprintln!(
+        "XDP decap with GRO off on the container (no NAPI): ping {}/{} replies",
+        no_napi.received, no_napi.transmitted
+    );
+
+    for variant in [Variant::Tc, Variant::TcWire, Variant::Xdp, Variant::TcNic, Variant::XdpNic] {
+        setup.select(variant)?;
+        setup.check_overlay(variant, &mut port)?;
+    }
+
+    let mut samples: Vec<(Variant, Metric, Vec<f64>)> = Vec::new();
+    for v in Variant::ALL {
+        for m in Metric::ALL {
+            samples.push((v, m, Vec::new()));
+        }
+    }
+    for round in 0..args.runs {
+        // Rotate the order each round, so no variant always runs first after a switch.
+        for i in 0..Variant::ALL.len() {
+            let variant = Variant::ALL[(i + round) % Variant::ALL.len()];
+            setup.select(variant)?;
+            let (client, server, ip) = match variant {
+                Variant::Underlay => (h1.ns.clone(), h2.ns.clone(), h2.ip),
+                _ => (e1.ns.clone(), e2.ns.clone(), e2.ip),
+            };
+            traffic::ping(&client, ip, 1, "0.2")?;
+            for metric in Metric::ALL {
+                port += 1;
+                let value = measure(&lab, &client, &server, ip, metric, &args, port)
+                    .with_context(|| format!("{} {metric:?} round {round}", variant.label()))?;
+                eprintln!("  round {round} {:<22} {metric:?}: {value:.2} {}", variant.label(), metric.unit());
+                samples.iter_mut().find(|(v, m, _)| *v == variant && *m == metric).expect("slot").2.push(value);
+                lab.stop_children();
+            }
+        }
+    }
+    // Leave the datapath as the product runs it.
+    setup.select(Variant::Tc)?;
+
+    let med = |v: Variant, m: Metric| median(&samples.iter().find(|(sv, sm, _)| *sv == v && *sm == m).expect("slot").2);
+    println!("{:<22} {:<16} {:>9} {:<6} {:>8} {:>8}  runs", "variant", "metric", "median", "unit", "vs TC", "vs ul");
+    for (variant, metric, runs) in &samples {
+        let m = median(runs);
+        let runs: Vec<String> = runs.iter().map(|v| format!("{v:.2}")).collect();
+        println!(
+            "{:<22} {:<16} {:>9.2} {:<6} {:>8.3} {:>8.3}  [{}]",
+            variant.label(),
+            format!("{metric:?}"),
+            m,
+            metric.unit(),
+            m / med(Variant::Tc, *metric),
+            m / med(Variant::Underlay, *metric),
+            runs.join(", ")
+        );
+    }
+    for metric in Metric::ALL {
+        println!(
+            "XDP/TC {metric:?}: {:.3} against TC as today, {:.3} against TC under the same wire conditions",
+            med(Variant::Xdp, metric) / med(Variant::Tc, metric),
+            med(Variant::Xdp, metric) / med(Variant::TcWire, metric)
+        );
+        println!(
+            "XDP/TC {metric:?}, checksums at the bridge port: {:.3}",
+            med(Variant::XdpNic, metric) / med(Variant::TcNic, metric)
+        );
+    }
+    // `dps` is dropped before `lab`: the programs go before the namespaces.
+    Ok(())
+}
