@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use overlay_common::{Direction, Reason};
 use overlay_tests::{
-    ContainerSpec, Lab,
+    ContainerSpec, Lab, cmd,
     datapath::{HostDatapath, full_mesh},
     traffic,
 };
@@ -14,7 +14,23 @@ const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 1);
 
 #[test]
 fn ping_tcp_and_udp_cross_host() -> anyhow::Result<()> {
-    let mut lab = Lab::builder("xhost").host("h1", "192.168.1.141/24").host("h2", "192.168.1.142/24").build()?;
+    cross_host("xhost", false)
+}
+
+/// Hosts that forward IPv4 (every Docker host does): the FIB helper then answers with
+/// the next hop's MACs and the encapsulation takes its plain-redirect path.
+#[test]
+fn ping_tcp_and_udp_cross_host_on_forwarding_hosts() -> anyhow::Result<()> {
+    cross_host("xhostfwd", true)
+}
+
+fn cross_host(tag: &str, forwarding: bool) -> anyhow::Result<()> {
+    let mut lab = Lab::builder(tag).host("h1", "192.168.1.141/24").host("h2", "192.168.1.142/24").build()?;
+    if forwarding {
+        for host in ["h1", "h2"] {
+            cmd::run_in(&lab.host(host).ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        }
+    }
     let c1 = lab.add_container("h1", &ContainerSpec::new("c1", Ipv4Addr::new(10, 0, 9, 2)))?;
     let c2 = lab.add_container("h2", &ContainerSpec::new("c2", Ipv4Addr::new(10, 0, 9, 3)))?;
     let mut dps = vec![HostDatapath::start(lab.host("h1"))?, HostDatapath::start(lab.host("h2"))?];
