@@ -9,6 +9,7 @@ pub mod dns;
 pub mod docker;
 pub mod endpoint;
 pub mod ipam;
+pub mod labels;
 pub mod metrics;
 pub mod netlink;
 pub mod netns;

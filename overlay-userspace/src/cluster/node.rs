@@ -88,36 +88,11 @@ fn mem_total(meminfo: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Parses `--label KEY=VALUE` arguments. Keys are letters, digits and `._-/`, start with
-/// a letter or digit and are unique; values have no control characters.
+/// Parses `--label KEY=VALUE` arguments (see [`crate::labels::parse`]); the system
+/// labels are the agent's own.
 pub fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>, ClusterError> {
-    let mut parsed = BTreeMap::new();
-    for label in labels {
-        let invalid = |reason: &str| ClusterError::InvalidLabel { label: label.clone(), reason: reason.into() };
-        let Some((key, value)) = label.split_once('=') else {
-            return Err(invalid("it has no '='"));
-        };
-        if key.is_empty() || key.len() > 63 {
-            return Err(invalid("the key must be 1 to 63 characters"));
-        }
-        if !key.starts_with(|c: char| c.is_ascii_alphanumeric())
-            || !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
-        {
-            return Err(invalid(
-                "the key may only hold letters, digits and . _ - / and must start with a letter or digit",
-            ));
-        }
-        if SYSTEM_LABELS.contains(&key) {
-            return Err(invalid("this key is set by the agent itself"));
-        }
-        if value.len() > 255 || value.chars().any(char::is_control) {
-            return Err(invalid("the value must be at most 255 characters, without control characters"));
-        }
-        if parsed.insert(key.to_owned(), value.to_owned()).is_some() {
-            return Err(invalid("the key is given twice"));
-        }
-    }
-    Ok(parsed)
+    crate::labels::parse(labels, &SYSTEM_LABELS)
+        .map_err(|e| ClusterError::InvalidLabel { label: e.label, reason: e.reason.into() })
 }
 
 /// Checks `--advertise`: a unicast IP address, without a port, that the other hosts can

@@ -183,31 +183,9 @@ pub fn parse_addressing(
     Ok(Addressing { subnet, gateway, ip_range })
 }
 
-/// Parses `--label KEY=VALUE` arguments: keys are letters, digits and `._-/`, start
-/// with a letter or digit and are unique; values have no control characters.
+/// Parses `--label KEY=VALUE` arguments (see [`crate::labels::parse`]).
 pub fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>, NetworkError> {
-    let mut parsed = BTreeMap::new();
-    for label in labels {
-        let invalid = |reason| NetworkError::InvalidLabel { label: label.clone(), reason };
-        let (key, value) = label.split_once('=').ok_or_else(|| invalid("it has no '='"))?;
-        if key.is_empty() || key.len() > 63 {
-            return Err(invalid("the key must be 1 to 63 characters"));
-        }
-        if !key.starts_with(|c: char| c.is_ascii_alphanumeric())
-            || !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
-        {
-            return Err(invalid(
-                "the key may only hold letters, digits and . _ - / and must start with a letter or digit",
-            ));
-        }
-        if value.len() > 255 || value.chars().any(char::is_control) {
-            return Err(invalid("the value must be at most 255 characters, without control characters"));
-        }
-        if parsed.insert(key.to_owned(), value.to_owned()).is_some() {
-            return Err(invalid("the key is given twice"));
-        }
-    }
-    Ok(parsed)
+    crate::labels::parse(labels, &[]).map_err(|e| NetworkError::InvalidLabel { label: e.label, reason: e.reason })
 }
 
 #[cfg(test)]
