@@ -128,6 +128,18 @@ impl Lab {
         LabBuilder { tag: tag.to_owned(), hosts: Vec::new() }
     }
 
+    /// The hosts of ../shared/SCENARIO.md on one underlay subnet: store01 (etcd), mgr01
+    /// (the manager) and agt01 to agt03 (agents).
+    pub fn scenario(tag: &str) -> anyhow::Result<Lab> {
+        Lab::builder(tag)
+            .host("store01", "192.168.1.140/24")
+            .host("mgr01", "192.168.1.121/24")
+            .host("agt01", "192.168.1.141/24")
+            .host("agt02", "192.168.1.142/24")
+            .host("agt03", "192.168.1.143/24")
+            .build()
+    }
+
     fn add_ns(&self, name: &str) -> anyhow::Result<()> {
         cmd::run(&["ip", "netns", "add", name])?;
         self.namespaces.lock().unwrap().push(name.to_owned());

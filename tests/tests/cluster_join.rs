@@ -13,13 +13,7 @@ use overlay_tests::{
 
 #[test]
 fn three_agents_join_leave_and_come_back() -> anyhow::Result<()> {
-    let lab = Lab::builder("cjoin")
-        .host("store01", "192.168.1.140/24")
-        .host("mgr01", "192.168.1.121/24")
-        .host("agt01", "192.168.1.141/24")
-        .host("agt02", "192.168.1.142/24")
-        .host("agt03", "192.168.1.143/24")
-        .build()?;
+    let lab = Lab::scenario("cjoin")?;
     let scratch = Scratch::new("join")?;
     let etcd = Etcd::start(lab.host("store01"))?;
     let store = etcd.url("my_cluster");

@@ -12,13 +12,7 @@ use overlay_tests::{
 
 #[test]
 fn clusters_under_different_prefixes_stay_apart_and_survive_malformed_values() -> anyhow::Result<()> {
-    let lab = Lab::builder("cprefix")
-        .host("store01", "192.168.1.140/24")
-        .host("mgr01", "192.168.1.121/24")
-        .host("agt01", "192.168.1.141/24")
-        .host("agt02", "192.168.1.142/24")
-        .host("agt03", "192.168.1.143/24")
-        .build()?;
+    let lab = Lab::scenario("cprefix")?;
     let scratch = Scratch::new("prefix")?;
     let etcd = Etcd::start(lab.host("store01"))?;
     let (alpha, beta) = (etcd.url("alpha"), etcd.url("team/beta"));

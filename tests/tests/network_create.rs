@@ -24,13 +24,7 @@ use overlay_tests::{
 
 #[test]
 fn networks_are_created_once_and_never_overlap() -> anyhow::Result<()> {
-    let lab = Lab::builder("netc")
-        .host("store01", "192.168.1.140/24")
-        .host("mgr01", "192.168.1.121/24")
-        .host("agt01", "192.168.1.141/24")
-        .host("agt02", "192.168.1.142/24")
-        .host("agt03", "192.168.1.143/24")
-        .build()?;
+    let lab = Lab::scenario("netc")?;
     let etcd = Etcd::start(lab.host("store01"))?;
     // Each part is a cluster of its own (a prefix of the one store).
     let result = same_name_at_once(&lab, &etcd.url("same_name"))

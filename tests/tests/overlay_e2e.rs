@@ -25,13 +25,7 @@ fn ps_line(ps: &str, name: &str) -> Option<(String, String)> {
 
 #[test]
 fn scenario_without_docker() -> anyhow::Result<()> {
-    let lab = Lab::builder("e2e")
-        .host("store01", "192.168.1.140/24")
-        .host("mgr01", "192.168.1.121/24")
-        .host("agt01", "192.168.1.141/24")
-        .host("agt02", "192.168.1.142/24")
-        .host("agt03", "192.168.1.143/24")
-        .build()?;
+    let lab = Lab::scenario("e2e")?;
     let scratch = Scratch::new("e2e")?;
     let _etcd = Etcd::start(lab.host("store01"))?;
     let store = _etcd.url("my_cluster");

@@ -33,13 +33,7 @@ fn overlay(lab: &Lab, host: &str, store: &str, args: &[&str]) -> anyhow::Result<
 
 fn main() -> anyhow::Result<()> {
     println!("Simulated hosts: network namespaces joined by an underlay bridge in its own namespace.");
-    let lab = Lab::builder("demo")
-        .host("store01", "192.168.1.140/24")
-        .host("mgr01", "192.168.1.121/24")
-        .host("agt01", "192.168.1.141/24")
-        .host("agt02", "192.168.1.142/24")
-        .host("agt03", "192.168.1.143/24")
-        .build()?;
+    let lab = Lab::scenario("demo")?;
     for host in &lab.hosts {
         println!("  {:<8} {:<15} (netns {})", host.name, host.ip, host.ns);
     }
