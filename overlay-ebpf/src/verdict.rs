@@ -1,4 +1,5 @@
-//! The result of a packet path, and the one wrapper that turns it into a TC action.
+//! The result of a packet path, the one place it is counted, and the wrapper that turns
+//! it into a TC action.
 
 use aya_ebpf::bindings::{TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT};
 use overlay_common::{Direction, Reason};
@@ -8,6 +9,7 @@ use crate::counters;
 /// Where a packet went when it was not dropped.
 pub struct Forward {
     pub reason: Reason,
+    /// The hook's action (TC, or XDP for the experimental XDP program).
     pub action: i32,
     /// The network's counter slot, or [`NO_NETWORK`].
     pub net_slot: u32,
@@ -34,19 +36,25 @@ pub fn redirected(helper_result: i64, reason: Reason, net_slot: u32) -> Verdict 
     }
 }
 
+/// Counts a result under its reason, and its network when it has one.
 #[inline(always)]
-pub fn finish(direction: Direction, bytes: u32, verdict: Verdict) -> i32 {
+pub fn count(direction: Direction, bytes: u32, verdict: &Verdict) {
     match verdict {
         Ok(forward) => {
             counters::count(forward.reason, direction, bytes);
             if forward.net_slot != NO_NETWORK {
                 counters::count_network(forward.net_slot, direction, bytes);
             }
-            forward.action
         }
-        Err(reason) => {
-            counters::count(reason, direction, bytes);
-            TC_ACT_SHOT as i32
-        }
+        Err(reason) => counters::count(*reason, direction, bytes),
+    }
+}
+
+#[inline(always)]
+pub fn finish(direction: Direction, bytes: u32, verdict: Verdict) -> i32 {
+    count(direction, bytes, &verdict);
+    match verdict {
+        Ok(forward) => forward.action,
+        Err(_) => TC_ACT_SHOT as i32,
     }
 }

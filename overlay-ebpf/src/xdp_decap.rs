@@ -13,44 +13,30 @@ use aya_ebpf::{
 };
 use overlay_common::{Direction, Reason};
 
-use crate::{counters, decap, headers::EthHdr, verdict::NO_NETWORK};
+use crate::{
+    decap,
+    headers::EthHdr,
+    verdict::{self, Forward, NO_NETWORK, Verdict},
+};
 
-/// Where a frame went, as an XDP action and the counter it is counted under.
-struct XdpForward {
-    reason: Reason,
-    action: u32,
-    net_slot: u32,
-}
-
-type XdpVerdict = Result<XdpForward, Reason>;
-
-#[inline(always)]
-fn pass() -> XdpVerdict {
-    Ok(XdpForward { reason: Reason::PassedToHost, action: XDP_PASS, net_slot: NO_NETWORK })
-}
-
-/// Runs the checks and counts the result as `verdict::finish` does, as an XDP action.
+/// Runs the checks and counts the result as the TC programs do (`verdict::count`), as
+/// an XDP action.
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> u32 {
     let bytes = (ctx.data_end() - ctx.data()) as u32;
-    match receive(ctx) {
-        Ok(forward) => {
-            counters::count(forward.reason, Direction::FromUnderlay, bytes);
-            if forward.net_slot != NO_NETWORK {
-                counters::count_network(forward.net_slot, Direction::FromUnderlay, bytes);
-            }
-            forward.action
-        }
-        Err(reason) => {
-            counters::count(reason, Direction::FromUnderlay, bytes);
-            XDP_DROP
-        }
+    let verdict = receive(ctx);
+    verdict::count(Direction::FromUnderlay, bytes, &verdict);
+    match verdict {
+        Ok(forward) => forward.action as u32,
+        Err(_) => XDP_DROP,
     }
 }
 
 #[inline(always)]
-fn receive(ctx: &XdpContext) -> XdpVerdict {
-    let Some(delivery) = decap::classify(ctx)? else { return pass() };
+fn receive(ctx: &XdpContext) -> Verdict {
+    let Some(delivery) = decap::classify(ctx)? else {
+        return Ok(Forward { reason: Reason::PassedToHost, action: XDP_PASS as i32, net_slot: NO_NETWORK });
+    };
     // Drop outer Ethernet, IPv4, UDP and VXLAN: the inner Ethernet header becomes the
     // frame's, and only its destination is rewritten (as local::rewrite_destination).
     // SAFETY: plain helper call on this program's own context.
@@ -67,7 +53,7 @@ fn receive(ctx: &XdpContext) -> XdpVerdict {
     // SAFETY: plain helper call.
     let result = unsafe { bpf_redirect(delivery.endpoint.ifindex, 0) };
     if result == i64::from(XDP_REDIRECT) {
-        Ok(XdpForward { reason: Reason::Decapsulated, action: XDP_REDIRECT, net_slot: delivery.counter_slot })
+        Ok(Forward { reason: Reason::Decapsulated, action: XDP_REDIRECT as i32, net_slot: delivery.counter_slot })
     } else {
         Err(Reason::RedirectFailed)
     }
