@@ -155,13 +155,7 @@ fn measure(
     for i in 0..starts {
         let name = format!("c{i}");
         let started = Instant::now();
-        let out = cluster::overlay_ok(
-            lab,
-            "agt01",
-            url,
-            &["run", "--name", &name, "--net", "bench1", "--node", "agt01", "--", "sleep", "3600"],
-        )?;
-        let ip: Ipv4Addr = out.split_whitespace().last().context("no address")?.parse()?;
+        let (_, ip) = cluster::run_container(lab, url, "agt01", &name, "bench1", &[])?;
         let deadline = started + Duration::from_secs(10);
         while !remotes.contains(vni1, ip) {
             if Instant::now() > deadline {

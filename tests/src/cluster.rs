@@ -399,6 +399,24 @@ pub fn start_container_agent_ttl(
     Daemon::spawn_entered(host, &host.name, &args, &scratch.path(&format!("{}.log", host.name)))
 }
 
+/// `overlay run --name NAME --net NETWORK --node NODE [OPTIONS] -- sleep 3600` from
+/// `node`: the container's namespace and the address `overlay run` printed last.
+pub fn run_container(
+    lab: &Lab,
+    store: &str,
+    node: &str,
+    name: &str,
+    network: &str,
+    options: &[&str],
+) -> anyhow::Result<(String, std::net::Ipv4Addr)> {
+    let mut args = vec!["run", "--name", name, "--net", network, "--node", node];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["--", "sleep", "3600"]);
+    let out = overlay_ok(lab, node, store, &args)?;
+    let ip = out.split_whitespace().last().with_context(|| format!("no address in {out:?}"))?.parse()?;
+    Ok((format!("{}{name}", container_netns_prefix(lab, lab.host(node))), ip))
+}
+
 /// `overlay ARGS` on `lab`'s host `host` with `--store STORE` placed before any `--`
 /// (a container's command); its stdout, or an error with its stderr.
 pub fn overlay_ok(lab: &Lab, host: &str, store: &str, args: &[&str]) -> anyhow::Result<String> {

@@ -175,7 +175,7 @@ fn measure(
                     let mut mine = Vec::new();
                     while !failed.load(Ordering::Relaxed) {
                         let Some((host, name)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                        match run_container(lab, store, &names[*host], name) {
+                        match cluster::run_container(lab, store, &names[*host], name, NETWORK, &["--timeout", "60s"]) {
                             Ok((ns, ip)) => mine.push(Placed { host: *host, ns, ip, returned: Instant::now() }),
                             Err(e) => {
                                 failed.store(true, Ordering::Relaxed);
@@ -251,18 +251,6 @@ fn open_remotes(lab: &Lab, host: &str) -> anyhow::Result<PinnedRemotes> {
         Ok(PinnedRemotes::open(&lab.host(host).pin_dir).map_err(|e| e.to_string()))
     })?;
     Ok(remotes)
-}
-
-/// `overlay run --node HOST`: the container's namespace and address.
-fn run_container(lab: &Lab, store: &str, host: &str, name: &str) -> anyhow::Result<(String, Ipv4Addr)> {
-    let out = cluster::overlay_ok(
-        lab,
-        host,
-        store,
-        &["run", "--name", name, "--net", NETWORK, "--node", host, "--timeout", "60s", "--", "sleep", "600"],
-    )?;
-    let ip = out.split_whitespace().last().with_context(|| format!("no address in {out:?}"))?.parse()?;
-    Ok((format!("{}-{host}-{name}", lab.prefix), ip))
 }
 
 /// Polls the datapaths' remote tables until each holds `expected` entries (it starts

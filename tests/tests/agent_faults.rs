@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use overlay_tests::{
     Lab,
     cluster::{self, Daemon, Scratch},
@@ -16,16 +16,9 @@ use overlay_tests::{
     traffic,
 };
 
-/// `overlay run --node NODE`, returning the container's namespace and address.
+/// `overlay run --node NODE` on net1, returning the container's namespace and address.
 fn run_on(lab: &Lab, store: &str, node: &str, name: &str) -> anyhow::Result<(String, std::net::Ipv4Addr)> {
-    let out = cluster::overlay_ok(
-        lab,
-        node,
-        store,
-        &["run", "--name", name, "--net", "net1", "--node", node, "--", "sleep", "600"],
-    )?;
-    let ip = out.split_whitespace().last().context("no address printed")?.parse()?;
-    Ok((format!("{}-{node}-{name}", lab.prefix), ip))
+    cluster::run_container(lab, store, node, name, "net1", &[])
 }
 
 /// The agents' lease in the restart test.
