@@ -1,29 +1,36 @@
 //! Measurements for `cargo xtask bench`: the same simulated hosts carry traffic over the
 //! raw underlay, the kernel's VXLAN+bridge path and this datapath, round after round,
-//! so drift on a busy machine hits all three alike.
+//! so drift on a busy machine hits them alike. A fourth path, containers behind a veth
+//! routed by their hosts with no overlay (`routed_veth`), is the bound: it shows what a
+//! container's veth alone costs against the underlay.
 
 use std::{fmt::Write as _, net::Ipv4Addr, path::Path};
 
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::{ContainerSpec, Lab, datapath::HostDatapath, kernel_vxlan::KernelVxlan, traffic};
+use crate::{ContainerSpec, Lab, datapath::HostDatapath, kernel_vxlan::KernelVxlan, routed_veth, traffic};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Path3 {
+pub enum PathKind {
+    /// Host to host: what the containers' traffic would get with no container at all.
     Underlay,
+    /// Containers behind a veth, routed by their hosts, no overlay (`routed_veth`): the
+    /// bound for any datapath with veth-attached containers.
+    VethRouted,
     KernelVxlan,
     Ebpf,
 }
 
-impl Path3 {
-    pub const ALL: [Path3; 3] = [Path3::Underlay, Path3::KernelVxlan, Path3::Ebpf];
+impl PathKind {
+    pub const ALL: [PathKind; 4] = [PathKind::Underlay, PathKind::VethRouted, PathKind::KernelVxlan, PathKind::Ebpf];
     pub fn label(self) -> &'static str {
         match self {
-            Path3::Underlay => "raw underlay",
-            Path3::KernelVxlan => "kernel VXLAN+bridge",
-            Path3::Ebpf => "eBPF overlay (this)",
+            PathKind::Underlay => "raw underlay",
+            PathKind::VethRouted => "veth, routed (bound)",
+            PathKind::KernelVxlan => "kernel VXLAN+bridge",
+            PathKind::Ebpf => "eBPF overlay (this)",
         }
     }
 }
@@ -53,13 +60,15 @@ impl Metric {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Record {
-    pub path: Path3,
+    pub path: PathKind,
     pub metric: Metric,
     pub unit: &'static str,
     pub median: f64,
     pub runs: Vec<f64>,
     /// median / underlay median for the same metric.
     pub ratio_to_underlay: f64,
+    /// median / the routed veth's median for the same metric.
+    pub ratio_to_veth_bound: f64,
 }
 
 pub struct Options {
@@ -107,25 +116,35 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
     let mut dps = vec![HostDatapath::start(&h1)?, HostDatapath::start(&h2)?];
     crate::datapath::full_mesh(&mut dps, VNI, Ipv4Addr::new(10, 0, 9, 1), &[(0, &e1), (1, &e2)])?;
 
-    let ends = |path: Path3| match path {
-        Path3::Underlay => Ends { client_ns: h1.ns.clone(), server_ns: h2.ns.clone(), server_ip: h2.ip },
-        Path3::KernelVxlan => Ends { client_ns: k1.ns.clone(), server_ns: k2.ns.clone(), server_ip: k2.ip },
-        Path3::Ebpf => Ends { client_ns: e1.ns.clone(), server_ns: e2.ns.clone(), server_ip: e2.ip },
+    // The veth bound: no overlay, so the full 1500-byte MTU. Turns IPv4 forwarding on in
+    // both hosts, as dockerd does on every host.
+    let mut routed = |host: &str, name: &str, ip: Ipv4Addr| {
+        lab.add_container(host, &ContainerSpec { mtu: 1500, ..ContainerSpec::new(name, ip) })
+    };
+    let r1 = routed("h1", "r1", Ipv4Addr::new(10, 0, 7, 2))?;
+    let r2 = routed("h2", "r2", Ipv4Addr::new(10, 0, 7, 3))?;
+    routed_veth::connect(&[(&h1, &r1), (&h2, &r2)])?;
+
+    let ends = |path: PathKind| match path {
+        PathKind::Underlay => Ends { client_ns: h1.ns.clone(), server_ns: h2.ns.clone(), server_ip: h2.ip },
+        PathKind::VethRouted => Ends { client_ns: r1.ns.clone(), server_ns: r2.ns.clone(), server_ip: r2.ip },
+        PathKind::KernelVxlan => Ends { client_ns: k1.ns.clone(), server_ns: k2.ns.clone(), server_ip: k2.ip },
+        PathKind::Ebpf => Ends { client_ns: e1.ns.clone(), server_ns: e2.ns.clone(), server_ip: e2.ip },
     };
 
-    let mut samples: Vec<(Path3, Metric, Vec<f64>)> = Vec::new();
-    for path in Path3::ALL {
+    let mut samples: Vec<(PathKind, Metric, Vec<f64>)> = Vec::new();
+    for path in PathKind::ALL {
         for metric in Metric::ALL {
             samples.push((path, metric, Vec::new()));
         }
     }
     let mut port = 5300u16;
     for round in 0..options.runs {
-        for path in Path3::ALL {
+        for path in PathKind::ALL {
             // The underlay program is attached only while this datapath is measured: the
             // kernel path's VXLAN would otherwise be ours to judge, and the raw underlay
             // is measured with no program in its way.
-            set_underlay_program(&mut dps, path == Path3::Ebpf)?;
+            set_underlay_program(&mut dps, path == PathKind::Ebpf)?;
             let e = ends(path);
             // Warm neighbour caches so the first run does not pay for ARP.
             traffic::ping(&e.client_ns, e.server_ip, 1, "0.2")?;
@@ -146,20 +165,21 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
     }
     set_underlay_program(&mut dps, true)?;
 
-    let underlay_medians: Vec<(Metric, f64)> =
-        samples.iter().filter(|(p, _, _)| *p == Path3::Underlay).map(|(_, m, v)| (*m, median(v))).collect();
-    let underlay_median = |metric: Metric| underlay_medians.iter().find(|(m, _)| *m == metric).map(|(_, v)| *v);
+    let median_of = |path: PathKind, metric: Metric| {
+        samples.iter().find(|(p, m, _)| *p == path && *m == metric).map_or(f64::NAN, |(_, _, v)| median(v))
+    };
     Ok(samples
-        .into_iter()
+        .iter()
         .map(|(path, metric, runs)| {
-            let med = median(&runs);
+            let med = median(runs);
             Record {
-                path,
-                metric,
+                path: *path,
+                metric: *metric,
                 unit: metric.unit(),
                 median: med,
-                ratio_to_underlay: med / underlay_median(metric).unwrap_or(f64::NAN),
-                runs,
+                ratio_to_underlay: med / median_of(PathKind::Underlay, *metric),
+                ratio_to_veth_bound: med / median_of(PathKind::VethRouted, *metric),
+                runs: runs.clone(),
             }
         })
         .collect())
@@ -175,23 +195,28 @@ fn set_underlay_program(dps: &mut [HostDatapath], attached: bool) -> anyhow::Res
     Ok(())
 }
 
+/// iperf3's client and server on different CPUs (`-A client,server`), when there are
+/// two: left to the scheduler, they share a CPU in some runs and not in others, which
+/// moved single figures by a third on the 2-CPU machine this was written on.
+fn cpu_pinning() -> &'static [&'static str] {
+    match std::thread::available_parallelism() {
+        Ok(n) if n.get() >= 2 => &["-A", "0,1"],
+        _ => &[],
+    }
+}
+
 fn measure(lab: &Lab, e: &Ends, metric: Metric, o: &Options, port: u16) -> anyhow::Result<f64> {
     match metric {
         Metric::TcpThroughput => {
             let t = o.tcp_seconds.to_string();
-            let report = traffic::iperf3(lab, &e.server_ns, e.server_ip, &e.client_ns, port, &["-t", &t, "-O", "1"])?;
+            let args = [&["-t", &t, "-O", "1"], cpu_pinning()].concat();
+            let report = traffic::iperf3(lab, &e.server_ns, e.server_ip, &e.client_ns, port, &args)?;
             Ok(traffic::tcp_bits_per_second(&report)? / 1e9)
         }
         Metric::SmallPacketRate => {
             let t = o.udp_seconds.to_string();
-            let report = traffic::iperf3(
-                lab,
-                &e.server_ns,
-                e.server_ip,
-                &e.client_ns,
-                port,
-                &["-u", "-l", "64", "-b", "0", "-t", &t],
-            )?;
+            let args = [&["-u", "-l", "64", "-b", "0", "-t", &t], cpu_pinning()].concat();
+            let report = traffic::iperf3(lab, &e.server_ns, e.server_ip, &e.client_ns, port, &args)?;
             Ok(traffic::udp_packets_per_second(&report)? / 1e3)
         }
         Metric::RoundTrip => {
@@ -205,17 +230,19 @@ fn measure(lab: &Lab, e: &Ends, metric: Metric, o: &Options, port: u16) -> anyho
 /// The figures as a text table with ratios, as printed by the benchmark.
 pub fn table(records: &[Record]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<22} {:<18} {:>12} {:>10}  runs", "path", "metric", "median", "vs underlay");
+    let _ =
+        writeln!(out, "{:<22} {:<18} {:>12} {:>11} {:>11}  runs", "path", "metric", "median", "vs underlay", "vs veth");
     for r in records {
         let runs: Vec<String> = r.runs.iter().map(|v| format!("{v:.2}")).collect();
         let _ = writeln!(
             out,
-            "{:<22} {:<18} {:>8.2} {:<4} {:>9.3}  [{}]",
+            "{:<22} {:<18} {:>8.2} {:<4} {:>10.3} {:>11.3}  [{}]",
             r.path.label(),
             format!("{:?}", r.metric),
             r.median,
             r.unit,
             r.ratio_to_underlay,
+            r.ratio_to_veth_bound,
             runs.join(", ")
         );
     }
@@ -228,7 +255,7 @@ pub fn svg_chart(records: &[Record], title: &str) -> String {
     let (left, bottom, top) = (60.0, 300.0, 50.0);
     let max_ratio = records.iter().map(|r| r.ratio_to_underlay).filter(|r| r.is_finite()).fold(1.2_f64, f64::max);
     let scale = (bottom - top) / max_ratio;
-    let colors = ["#7f7f7f", "#d62728", "#1f77b4"];
+    let colors = ["#7f7f7f", "#bcbd22", "#d62728", "#1f77b4"];
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
@@ -255,10 +282,10 @@ pub fn svg_chart(records: &[Record], title: &str) -> String {
             gx + group_width / 2.0,
             bottom + 20.0
         );
-        for (i, path) in Path3::ALL.iter().enumerate() {
+        for (i, path) in PathKind::ALL.iter().enumerate() {
             let Some(r) = records.iter().find(|r| r.path == *path && r.metric == *metric) else { continue };
             let ratio = if r.ratio_to_underlay.is_finite() { r.ratio_to_underlay } else { 0.0 };
-            let bar_w = group_width / 4.0;
+            let bar_w = group_width / (PathKind::ALL.len() as f64 + 1.0);
             let x = gx + bar_w * (i as f64 + 0.5);
             let h = ratio * scale;
             let _ = writeln!(
@@ -276,8 +303,8 @@ pub fn svg_chart(records: &[Record], title: &str) -> String {
             );
         }
     }
-    for (i, path) in Path3::ALL.iter().enumerate() {
-        let x = left + i as f64 * 200.0;
+    for (i, path) in PathKind::ALL.iter().enumerate() {
+        let x = left + i as f64 * 170.0;
         let _ = writeln!(
             svg,
             "<rect x=\"{x}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>",

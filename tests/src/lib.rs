@@ -24,6 +24,7 @@ pub mod kernel_vxlan;
 pub mod lab;
 pub mod mesh_bench;
 pub mod packets;
+pub mod routed_veth;
 pub mod scale;
 pub mod traffic;
 

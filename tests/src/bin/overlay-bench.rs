@@ -39,8 +39,19 @@ struct Args {
     chart: PathBuf,
 }
 
+/// Prints how long each part took, so a slow part shows which one it is.
+struct Stopwatch(std::time::Instant);
+
+impl Stopwatch {
+    fn lap(&mut self, part: &str) {
+        eprintln!("({part}: {:.0} s)", self.0.elapsed().as_secs_f64());
+        self.0 = std::time::Instant::now();
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let mut stopwatch = Stopwatch(std::time::Instant::now());
     if args.dns_only {
         let dns = overlay_tests::dns_bench::run(std::time::Duration::from_secs(5))?;
         println!("{}", serde_json::to_string_pretty(&dns)?);
@@ -71,6 +82,7 @@ fn main() -> anyhow::Result<()> {
             scale.endpoints, scale.program_seconds, scale.endpoints_per_second, scale.remove_seconds
         );
         sections.insert("datapath_tables".into(), serde_json::to_value(&scale)?);
+        stopwatch.lap("datapath");
         records
     };
 
@@ -97,10 +109,12 @@ fn main() -> anyhow::Result<()> {
     );
     sections.insert("convergence".into(), serde_json::to_value(&convergence)?);
     sections.insert("agent_scale".into(), serde_json::to_value(&agent_scale)?);
+    stopwatch.lap("agents");
 
     let mesh = overlay_tests::mesh_bench::run(args.mesh_hosts, args.mesh_containers)?;
     println!("{mesh}");
     sections.insert("mesh".into(), serde_json::to_value(&mesh)?);
+    stopwatch.lap("mesh");
 
     let dns = overlay_tests::dns_bench::run(std::time::Duration::from_secs(if args.quick { 5 } else { 15 }))?;
     println!(
@@ -114,10 +128,12 @@ fn main() -> anyhow::Result<()> {
         dns.p99_ratio
     );
     sections.insert("dns".into(), serde_json::to_value(&dns)?);
+    stopwatch.lap("DNS");
 
     let ipam = overlay_tests::ipam_bench::run(10, if args.quick { 50 } else { 200 }, 1)?;
     println!("{ipam}");
     sections.insert("ipam".into(), serde_json::to_value(&ipam)?);
+    stopwatch.lap("IPAM");
     bench::write_outputs(&records, sections, &args.json, &args.chart, "Ratio to the raw underlay (median)")?;
     println!("figures: {}  chart: {}", args.json.display(), args.chart.display());
     // The figures are written either way; a mesh that never fully connected fails the run.
