@@ -24,25 +24,25 @@ pub fn config() -> Result<HostConfig, Reason> {
 #[inline(always)]
 pub fn interface(ifindex: u32) -> Option<Interface> {
     // SAFETY: copied out immediately, see above.
-    unsafe { OVL_INTERFACES.get(&ifindex).copied() }
+    unsafe { OVL_INTERFACES.get(ifindex).copied() }
 }
 
 #[inline(always)]
 pub fn network(vni: u32) -> Option<NetworkInfo> {
     // SAFETY: copied out immediately, see above.
-    unsafe { OVL_NETWORKS.get(&vni).copied() }
+    unsafe { OVL_NETWORKS.get(vni).copied() }
 }
 
 #[inline(always)]
 pub fn local_endpoint(vni: u32, ip: u32) -> Option<LocalEndpoint> {
     // SAFETY: copied out immediately, see above.
-    unsafe { OVL_LOCAL_EPS.get(&EndpointKey { vni, ip }).copied() }
+    unsafe { OVL_LOCAL_EPS.get(EndpointKey { vni, ip }).copied() }
 }
 
 #[inline(always)]
 pub fn remote_endpoint(vni: u32, ip: u32) -> Option<RemoteEndpoint> {
     // SAFETY: copied out immediately, see above.
-    unsafe { OVL_REMOTE_EPS.get(&EndpointKey { vni, ip }).copied() }
+    unsafe { OVL_REMOTE_EPS.get(EndpointKey { vni, ip }).copied() }
 }
 
 #[inline(always)]
@@ -58,5 +58,5 @@ pub fn destination(vni: u32, ip: u32) -> Destination {
 
 #[inline(always)]
 pub fn is_member(vtep: u32) -> bool {
-    OVL_MEMBERS.get_ptr(&vtep).is_some()
+    OVL_MEMBERS.get_ptr(vtep).is_some()
 }

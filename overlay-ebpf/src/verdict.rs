@@ -23,14 +23,14 @@ pub type Verdict = Result<Forward, Reason>;
 /// Traffic that is not ours: the host stack gets it unchanged.
 #[inline(always)]
 pub fn pass() -> Verdict {
-    Ok(Forward { reason: Reason::PassedToHost, action: TC_ACT_OK as i32, net_slot: NO_NETWORK })
+    Ok(Forward { reason: Reason::PassedToHost, action: TC_ACT_OK, net_slot: NO_NETWORK })
 }
 
 /// Checks a redirect helper's return value: TC_ACT_REDIRECT on success.
 #[inline(always)]
 pub fn redirected(helper_result: i64, reason: Reason, net_slot: u32) -> Verdict {
     if helper_result == TC_ACT_REDIRECT as i64 {
-        Ok(Forward { reason, action: TC_ACT_REDIRECT as i32, net_slot })
+        Ok(Forward { reason, action: TC_ACT_REDIRECT, net_slot })
     } else {
         Err(Reason::RedirectFailed)
     }
@@ -55,6 +55,6 @@ pub fn finish(direction: Direction, bytes: u32, verdict: Verdict) -> i32 {
     count(direction, bytes, &verdict);
     match verdict {
         Ok(forward) => forward.action,
-        Err(_) => TC_ACT_SHOT as i32,
+        Err(_) => TC_ACT_SHOT,
     }
 }
