@@ -9,22 +9,20 @@
 use aya_ebpf::{
     bindings::{
         BPF_ADJ_ROOM_ENCAP_L2_SHIFT, BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
-        BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO, BPF_FIB_LKUP_RET_FWD_DISABLED,
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup,
-        bpf_redir_neigh,
+        BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_redir_neigh,
     },
-    helpers::{bpf_fib_lookup, bpf_get_hash_recalc, bpf_redirect, bpf_redirect_neigh},
+    helpers::{bpf_redirect, bpf_redirect_neigh},
     programs::TcContext,
 };
 use overlay_common::{ENCAP_OVERHEAD, NetworkInfo, Reason, RemoteEndpoint, VXLAN_PORT};
 
 use crate::{
     fdb,
-    headers::{ETH_P_IP, EthHdr, IPPROTO_UDP, Ipv4Hdr, UdpHdr, VxlanHdr},
+    headers::{ETH_P_IP, EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, UdpHdr, VxlanHdr},
+    next_hop::{self, AF_INET, NextHop},
     verdict::{self, Verdict},
 };
 
-const AF_INET: u8 = 2;
 /// Outer UDP source ports come from this range (Linux's default ephemeral range, as the
 /// kernel's VXLAN driver uses), so underlay ECMP and RSS spread flows.
 const SPORT_MIN: u32 = 32768;
@@ -49,17 +47,6 @@ struct Encapsulation {
 
 const _: () = assert!(core::mem::size_of::<Encapsulation>() == EthHdr::LEN + ENCAP_OVERHEAD as usize);
 
-/// How the encapsulated packet leaves for the VTEP.
-enum NextHop {
-    /// The FIB and neighbour tables answered: addresses known, a plain redirect.
-    Resolved { ifindex: u32, smac: [u8; 6], dmac: [u8; 6] },
-    /// Routed, but the next hop's MAC is not resolved yet: the kernel resolves it.
-    Unresolved { ifindex: u32, gateway: u32 },
-    /// The FIB helper only serves interfaces with IPv4 forwarding on, which a host need
-    /// not enable for the overlay: the kernel's output route lookup is used instead.
-    ByOutputRoute { ifindex: u32 },
-}
-
 pub fn to_remote(
     ctx: &TcContext,
     eth: &EthHdr,
@@ -70,8 +57,8 @@ pub fn to_remote(
 ) -> Verdict {
     let cfg = fdb::config()?;
     // Route first, so a packet we cannot send is dropped before it is modified.
-    let hop = next_hop(ctx, cfg.vtep_ip, remote.vtep, cfg.underlay_ifindex)?;
-    let source_port = flow_source_port(ctx);
+    let hop = next_hop::to_vtep(ctx, cfg.vtep_ip, remote.vtep, cfg.underlay_ifindex)?;
+    let source_port = flow_source_port(ctx, ip);
 
     ctx.adjust_room(ENCAP_OVERHEAD as i32, BPF_ADJ_ROOM_MAC, ADJ_ROOM_FLAGS).map_err(|_| Reason::AdjustRoomFailed)?;
 
@@ -123,32 +110,31 @@ pub fn to_remote(
     verdict::redirected(result, Reason::Encapsulated, network.counter_slot)
 }
 
-fn next_hop(ctx: &TcContext, src: u32, dst: u32, ifindex: u32) -> Result<NextHop, Reason> {
-    // SAFETY: zeroed is a valid bpf_fib_lookup; the helper reads and writes only it.
-    let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
-    fib.family = AF_INET;
-    fib.l4_protocol = IPPROTO_UDP;
-    fib.ifindex = ifindex;
-    fib.__bindgen_anon_3.ipv4_src = src;
-    fib.__bindgen_anon_4.ipv4_dst = dst;
-    // SAFETY: as above.
-    let rc =
-        unsafe { bpf_fib_lookup(ctx.skb.skb as *mut _, &mut fib, core::mem::size_of::<bpf_fib_lookup>() as i32, 0) };
-    match rc as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => Ok(NextHop::Resolved { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac }),
-        // SAFETY: after a lookup the kernel has put the next hop in ipv4_dst.
-        BPF_FIB_LKUP_RET_NO_NEIGH => {
-            Ok(NextHop::Unresolved { ifindex: fib.ifindex, gateway: unsafe { fib.__bindgen_anon_4.ipv4_dst } })
-        }
-        BPF_FIB_LKUP_RET_FWD_DISABLED => Ok(NextHop::ByOutputRoute { ifindex }),
-        _ => Err(Reason::NoRouteToVtep),
+/// The outer source port: a hash of the inner flow, so one flow keeps one underlay path.
+/// A socket's packets carry the hash the kernel gave their flow; for the others (ICMP,
+/// raw sockets) the addresses, protocol and ports are mixed here, which costs far less
+/// than `bpf_get_hash_recalc`'s run of the flow dissector.
+#[inline(always)]
+fn flow_source_port(ctx: &TcContext, ip: &Ipv4Hdr) -> u32 {
+    // SAFETY: the context's skb pointer is valid for the whole program run.
+    let mut hash = unsafe { (*ctx.skb.skb).hash };
+    if hash == 0 {
+        let ports: u32 = if ip.proto == IPPROTO_UDP || ip.proto == IPPROTO_TCP {
+            ctx.load(EthHdr::LEN + ip.header_len()).unwrap_or(0)
+        } else {
+            0
+        };
+        hash = mix(ip.saddr ^ ip.daddr.rotate_left(16) ^ ports ^ u32::from(ip.proto));
     }
+    SPORT_MIN + (((u64::from(hash)) * u64::from(SPORT_MAX - SPORT_MIN + 1)) >> 32) as u32
 }
 
-/// The outer source port: a hash of the inner flow, so one flow keeps one underlay path.
+/// A 32-bit finaliser (as in MurmurHash3's fmix32): every input bit moves every output bit.
 #[inline(always)]
-fn flow_source_port(ctx: &TcContext) -> u32 {
-    // SAFETY: plain helper call on this program's skb.
-    let hash = unsafe { bpf_get_hash_recalc(ctx.skb.skb) };
-    SPORT_MIN + (((u64::from(hash)) * u64::from(SPORT_MAX - SPORT_MIN + 1)) >> 32) as u32
+fn mix(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
 }

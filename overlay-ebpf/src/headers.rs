@@ -6,6 +6,7 @@ use overlay_common::Reason;
 
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
+pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 
 /// Reads a header at `offset`; a packet too short for it is [`Reason::Truncated`].

@@ -5,6 +5,7 @@
 #![no_main]
 
 mod arp;
+mod bound;
 mod counters;
 mod decap;
 mod encap;
@@ -12,6 +13,7 @@ mod fdb;
 mod headers;
 mod local;
 mod maps;
+mod next_hop;
 mod verdict;
 mod xdp_decap;
 
@@ -47,6 +49,13 @@ pub fn overlay_from_underlay(ctx: TcContext) -> i32 {
 #[xdp]
 pub fn overlay_xdp_from_underlay(ctx: XdpContext) -> u32 {
     xdp_decap::run(&ctx)
+}
+
+/// EXPERIMENT: the benchmark's reference path with no overlay (`bound.rs`). The agent
+/// never attaches it.
+#[classifier]
+pub fn bench_bound_redirect(ctx: TcContext) -> i32 {
+    bound::redirect(&ctx)
 }
 
 fn from_container(ctx: &TcContext) -> Verdict {

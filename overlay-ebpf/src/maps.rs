@@ -3,12 +3,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use overlay_common::{
-    Counter, Direction, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NetworkInfo, Reason, RemoteEndpoint,
-    capacity,
+    BoundHop, Counter, Direction, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NetworkInfo, Reason,
+    RemoteEndpoint, capacity,
 };
+
+use crate::next_hop::CachedHop;
 
 #[map]
 pub static OVL_CONFIG: Array<HostConfig> = Array::pinned(1, 0);
@@ -33,3 +35,12 @@ pub static OVL_COUNTERS: PerCpuArray<Counter> = PerCpuArray::pinned(Reason::SLOT
 
 #[map]
 pub static OVL_NET_COUNTS: PerCpuArray<Counter> = PerCpuArray::pinned(capacity::NET_COUNTERS * Direction::COUNT, 0);
+
+/// Next hops to VTEPs (`next_hop.rs`): a cache only this program uses, so not pinned; a
+/// reloaded program starts with an empty one.
+#[map]
+pub static OVL_NEXT_HOPS: LruHashMap<u32, CachedHop> = LruHashMap::with_max_entries(capacity::MEMBERS, 0);
+
+/// EXPERIMENT (`bound.rs`): filled by the benchmark only, so not pinned.
+#[map]
+pub static OVL_BOUND_HOPS: HashMap<u32, BoundHop> = HashMap::with_max_entries(64, 0);

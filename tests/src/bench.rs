@@ -1,34 +1,34 @@
 //! Measurements for `cargo xtask bench`: the same simulated hosts carry traffic over the
 //! raw underlay, the kernel's VXLAN+bridge path and this datapath, round after round,
-//! so drift on a busy machine hits them alike. A fourth path, containers behind a veth
-//! routed by their hosts with no overlay (`routed_veth`), is the bound: it shows what a
-//! container's veth alone costs against the underlay.
+//! so drift on a busy machine hits them alike. A fourth path is the bound: containers
+//! behind a veth carried by one TC redirect each way with no overlay (`veth_bound`),
+//! which is this datapath minus the encapsulation.
 
 use std::{fmt::Write as _, net::Ipv4Addr, path::Path};
 
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::{ContainerSpec, Lab, datapath::HostDatapath, kernel_vxlan::KernelVxlan, routed_veth, traffic};
+use crate::{ContainerSpec, Lab, datapath::HostDatapath, kernel_vxlan::KernelVxlan, traffic, veth_bound};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PathKind {
     /// Host to host: what the containers' traffic would get with no container at all.
     Underlay,
-    /// Containers behind a veth, routed by their hosts, no overlay (`routed_veth`): the
-    /// bound for any datapath with veth-attached containers.
-    VethRouted,
+    /// Containers behind a veth, one TC redirect each way, no overlay (`veth_bound`):
+    /// the bound for any overlay of veth-attached containers.
+    VethBound,
     KernelVxlan,
     Ebpf,
 }
 
 impl PathKind {
-    pub const ALL: [PathKind; 4] = [PathKind::Underlay, PathKind::VethRouted, PathKind::KernelVxlan, PathKind::Ebpf];
+    pub const ALL: [PathKind; 4] = [PathKind::Underlay, PathKind::VethBound, PathKind::KernelVxlan, PathKind::Ebpf];
     pub fn label(self) -> &'static str {
         match self {
             PathKind::Underlay => "raw underlay",
-            PathKind::VethRouted => "veth, routed (bound)",
+            PathKind::VethBound => "veth, no overlay",
             PathKind::KernelVxlan => "kernel VXLAN+bridge",
             PathKind::Ebpf => "eBPF overlay (this)",
         }
@@ -116,18 +116,23 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
     let mut dps = vec![HostDatapath::start(&h1)?, HostDatapath::start(&h2)?];
     crate::datapath::full_mesh(&mut dps, VNI, Ipv4Addr::new(10, 0, 9, 1), &[(0, &e1), (1, &e2)])?;
 
-    // The veth bound: no overlay, so the full 1500-byte MTU. Turns IPv4 forwarding on in
-    // both hosts, as dockerd does on every host.
-    let mut routed = |host: &str, name: &str, ip: Ipv4Addr| {
+    // The bound: no overlay, so the full 1500-byte MTU.
+    let mut bound = |host: &str, name: &str, ip: Ipv4Addr| {
         lab.add_container(host, &ContainerSpec { mtu: 1500, ..ContainerSpec::new(name, ip) })
     };
-    let r1 = routed("h1", "r1", Ipv4Addr::new(10, 0, 7, 2))?;
-    let r2 = routed("h2", "r2", Ipv4Addr::new(10, 0, 7, 3))?;
-    routed_veth::connect(&[(&h1, &r1), (&h2, &r2)])?;
+    let b1 = bound("h1", "b1", Ipv4Addr::new(10, 0, 7, 2))?;
+    let b2 = bound("h2", "b2", Ipv4Addr::new(10, 0, 7, 3))?;
+    veth_bound::connect(
+        &mut dps,
+        &[
+            veth_bound::Placement { host: &h1, datapath: 0, container: &b1 },
+            veth_bound::Placement { host: &h2, datapath: 1, container: &b2 },
+        ],
+    )?;
 
     let ends = |path: PathKind| match path {
         PathKind::Underlay => Ends { client_ns: h1.ns.clone(), server_ns: h2.ns.clone(), server_ip: h2.ip },
-        PathKind::VethRouted => Ends { client_ns: r1.ns.clone(), server_ns: r2.ns.clone(), server_ip: r2.ip },
+        PathKind::VethBound => Ends { client_ns: b1.ns.clone(), server_ns: b2.ns.clone(), server_ip: b2.ip },
         PathKind::KernelVxlan => Ends { client_ns: k1.ns.clone(), server_ns: k2.ns.clone(), server_ip: k2.ip },
         PathKind::Ebpf => Ends { client_ns: e1.ns.clone(), server_ns: e2.ns.clone(), server_ip: e2.ip },
     };
@@ -141,10 +146,11 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
     let mut port = 5300u16;
     for round in 0..options.runs {
         for path in PathKind::ALL {
-            // The underlay program is attached only while this datapath is measured: the
-            // kernel path's VXLAN would otherwise be ours to judge, and the raw underlay
-            // is measured with no program in its way.
-            set_underlay_program(&mut dps, path == PathKind::Ebpf)?;
+            // The underlay programs are attached only while their path is measured: the
+            // kernel path's VXLAN would otherwise be ours to judge, the raw underlay is
+            // measured with no program in its way, and whichever of the two programs runs
+            // first passes the other's packets to the host.
+            set_underlay_program(&mut dps, &h1.interface, path)?;
             let e = ends(path);
             // Warm neighbour caches so the first run does not pay for ARP.
             traffic::ping(&e.client_ns, e.server_ip, 1, "0.2")?;
@@ -163,7 +169,7 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
             lab.stop_children();
         }
     }
-    set_underlay_program(&mut dps, true)?;
+    set_underlay_program(&mut dps, &h1.interface, PathKind::Ebpf)?;
 
     let median_of = |path: PathKind, metric: Metric| {
         samples.iter().find(|(p, m, _)| *p == path && *m == metric).map_or(f64::NAN, |(_, _, v)| median(v))
@@ -178,19 +184,25 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
                 unit: metric.unit(),
                 median: med,
                 ratio_to_underlay: med / median_of(PathKind::Underlay, *metric),
-                ratio_to_veth_bound: med / median_of(PathKind::VethRouted, *metric),
+                ratio_to_veth_bound: med / median_of(PathKind::VethBound, *metric),
                 runs: runs.clone(),
             }
         })
         .collect())
 }
 
-fn set_underlay_program(dps: &mut [HostDatapath], attached: bool) -> anyhow::Result<()> {
-    for dp in dps {
+/// Leaves on the hosts' underlay interface (`interface`, the same on every host) only the
+/// program `path` needs, if any.
+fn set_underlay_program(dps: &mut [HostDatapath], interface: &str, path: PathKind) -> anyhow::Result<()> {
+    veth_bound::attach_underlay(dps, interface, false)?;
+    for dp in dps.iter_mut() {
         let datapath = &mut dp.datapath;
-        overlay::netns::run_in(&dp.ns, move || {
-            if attached { datapath.attach_underlay() } else { datapath.detach_underlay() }
+        overlay::netns::run_in(&dp.ns, || {
+            if path == PathKind::Ebpf { datapath.attach_underlay() } else { datapath.detach_underlay() }
         })??;
+    }
+    if path == PathKind::VethBound {
+        veth_bound::attach_underlay(dps, interface, true)?;
     }
     Ok(())
 }

@@ -24,8 +24,8 @@ pub mod kernel_vxlan;
 pub mod lab;
 pub mod mesh_bench;
 pub mod packets;
-pub mod routed_veth;
 pub mod scale;
 pub mod traffic;
+pub mod veth_bound;
 
 pub use lab::{Container, ContainerSpec, Host, Lab};

@@ -80,11 +80,16 @@ impl Datapath {
         self.unpin_link(self.link_path(&format!("if-{interface}")))
     }
 
-    fn link_path(&self, name: &str) -> PathBuf {
+    pub(super) fn link_path(&self, name: &str) -> PathBuf {
         self.config.pin_dir.join("links").join(name)
     }
 
-    fn attach(&mut self, program_name: &'static str, interface: &str, path: PathBuf) -> Result<(), DatapathError> {
+    pub(super) fn attach(
+        &mut self,
+        program_name: &'static str,
+        interface: &str,
+        path: PathBuf,
+    ) -> Result<(), DatapathError> {
         let program: &mut SchedClassifier = self
             .ebpf
             .program_mut(program_name)
@@ -120,7 +125,7 @@ impl Datapath {
         Ok(())
     }
 
-    fn unpin_link(&mut self, path: PathBuf) -> Result<(), DatapathError> {
+    pub(super) fn unpin_link(&mut self, path: PathBuf) -> Result<(), DatapathError> {
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

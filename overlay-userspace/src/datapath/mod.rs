@@ -12,6 +12,7 @@
 //! ```
 
 mod attach;
+mod bound;
 mod bpffs;
 mod counters;
 mod error;
@@ -26,6 +27,7 @@ use std::{
 use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
 use overlay_common::{HostConfig, ipv4_key, map_names, program_names};
 
+pub use bound::BoundHopSpec;
 pub use bpffs::{DEFAULT_BPFFS, ensure_bpffs};
 pub use counters::{CounterSnapshot, NetworkCounters, read_pinned_counters};
 pub use error::DatapathError;

@@ -41,7 +41,7 @@ pub struct RemoteEndpointSpec {
     pub vtep: Ipv4Addr,
 }
 
-fn map_err(map: &'static str) -> impl Fn(MapError) -> DatapathError {
+pub(super) fn map_err(map: &'static str) -> impl Fn(MapError) -> DatapathError {
     move |source| match source {
         // E2BIG from the kernel means the hash map has no room left.
         MapError::SyscallError(ref e) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
@@ -72,7 +72,7 @@ fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
 }
 
 impl Datapath {
-    fn hash_map<K: aya::Pod, V: aya::Pod>(
+    pub(super) fn hash_map<K: aya::Pod, V: aya::Pod>(
         &mut self,
         name: &'static str,
     ) -> Result<HashMap<&mut MapData, K, V>, DatapathError> {

@@ -1,0 +1,82 @@
+//! The next hop towards a VTEP: the kernel's FIB and neighbour tables, through
+//! `bpf_fib_lookup`, with its answers kept for a moment in a per-VTEP cache. The lookup
+//! walks the routing trie and the neighbour table on every packet otherwise, and on a
+//! cold cache it was a large part of a packet's time in the encapsulation.
+
+use aya_ebpf::{
+    bindings::{BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup},
+    helpers::{bpf_fib_lookup, bpf_ktime_get_ns},
+    programs::TcContext,
+};
+use overlay_common::Reason;
+
+use crate::{headers::IPPROTO_UDP, maps::OVL_NEXT_HOPS};
+
+pub const AF_INET: u8 = 2;
+
+/// How long a resolved next hop is used without asking the FIB again: a route or
+/// neighbour change reaches the datapath within this time.
+const CACHE_NS: u64 = 1_000_000_000;
+
+/// How the encapsulated packet leaves for the VTEP.
+pub enum NextHop {
+    /// The FIB and neighbour tables answered: addresses known, a plain redirect.
+    Resolved { ifindex: u32, smac: [u8; 6], dmac: [u8; 6] },
+    /// Routed, but the next hop's MAC is not resolved yet: the kernel resolves it.
+    Unresolved { ifindex: u32, gateway: u32 },
+    /// The FIB helper only serves interfaces with IPv4 forwarding on, which a host need
+    /// not enable for the overlay: the kernel's output route lookup is used instead.
+    ByOutputRoute { ifindex: u32 },
+}
+
+/// A resolved next hop as the FIB gave it, and until when it is used (`bpf_ktime_get_ns`).
+/// Only this program reads and writes it, so the layout lives here, not in overlay-common.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CachedHop {
+    pub expires_ns: u64,
+    pub ifindex: u32,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    pub _pad: [u8; 4],
+}
+
+pub fn to_vtep(ctx: &TcContext, src: u32, dst: u32, ifindex: u32) -> Result<NextHop, Reason> {
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: copied out at once (see fdb.rs).
+    if let Some(hop) = unsafe { OVL_NEXT_HOPS.get(dst).copied() }
+        && hop.expires_ns > now
+    {
+        return Ok(NextHop::Resolved { ifindex: hop.ifindex, smac: hop.smac, dmac: hop.dmac });
+    }
+    let hop = fib_lookup(ctx, src, dst, ifindex)?;
+    if let NextHop::Resolved { ifindex, smac, dmac } = hop {
+        let entry = CachedHop { expires_ns: now + CACHE_NS, ifindex, smac, dmac, _pad: [0; 4] };
+        // A full LRU map evicts its oldest entry; failing to cache only costs a lookup.
+        let _ = OVL_NEXT_HOPS.insert(dst, entry, 0);
+    }
+    Ok(hop)
+}
+
+fn fib_lookup(ctx: &TcContext, src: u32, dst: u32, ifindex: u32) -> Result<NextHop, Reason> {
+    // SAFETY: zeroed is a valid bpf_fib_lookup; the helper reads and writes only it.
+    let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    fib.family = AF_INET;
+    fib.l4_protocol = IPPROTO_UDP;
+    fib.ifindex = ifindex;
+    fib.__bindgen_anon_3.ipv4_src = src;
+    fib.__bindgen_anon_4.ipv4_dst = dst;
+    // SAFETY: as above.
+    let rc =
+        unsafe { bpf_fib_lookup(ctx.skb.skb as *mut _, &mut fib, core::mem::size_of::<bpf_fib_lookup>() as i32, 0) };
+    match rc as u32 {
+        BPF_FIB_LKUP_RET_SUCCESS => Ok(NextHop::Resolved { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac }),
+        // SAFETY: after a lookup the kernel has put the next hop in ipv4_dst.
+        BPF_FIB_LKUP_RET_NO_NEIGH => {
+            Ok(NextHop::Unresolved { ifindex: fib.ifindex, gateway: unsafe { fib.__bindgen_anon_4.ipv4_dst } })
+        }
+        BPF_FIB_LKUP_RET_FWD_DISABLED => Ok(NextHop::ByOutputRoute { ifindex }),
+        _ => Err(Reason::NoRouteToVtep),
+    }
+}
