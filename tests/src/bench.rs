@@ -98,6 +98,11 @@ pub fn median(values: &[f64]) -> f64 {
 pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
     let mut lab = Lab::builder("bench").host("h1", "192.168.1.141/24").host("h2", "192.168.1.142/24").build()?;
     let (h1, h2) = (lab.host("h1").clone(), lab.host("h2").clone());
+    // Hosts forward IPv4, as dockerd makes every Docker host do: the datapath then gets
+    // the next hop's MACs from the FIB helper (and caches them), see docs/datapath.md.
+    for host in [&h1, &h2] {
+        crate::cmd::run_in(&host.ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    }
 
     // Kernel path: what Docker's overlay driver builds.
     const KERNEL_VNI: u32 = 10;
