@@ -67,7 +67,7 @@ pub struct Record {
     pub runs: Vec<f64>,
     /// median / underlay median for the same metric.
     pub ratio_to_underlay: f64,
-    /// median / the routed veth's median for the same metric.
+    /// median / the bound's (`PathKind::VethBound`) median for the same metric.
     pub ratio_to_veth_bound: f64,
 }
 
