@@ -248,7 +248,7 @@ fn measure(lab: &Lab, e: &Ends, metric: Metric, o: &Options, port: u16) -> anyho
 pub fn table(records: &[Record]) -> String {
     let mut out = String::new();
     let _ =
-        writeln!(out, "{:<22} {:<18} {:>12} {:>11} {:>11}  runs", "path", "metric", "median", "vs underlay", "vs veth");
+        writeln!(out, "{:<22} {:<18} {:>12} {:>11} {:>11}  runs", "path", "metric", "median", "vs underlay", "vs bound");
     for r in records {
         let runs: Vec<String> = r.runs.iter().map(|v| format!("{v:.2}")).collect();
         let _ = writeln!(
