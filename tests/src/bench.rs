@@ -247,8 +247,11 @@ fn measure(lab: &Lab, e: &Ends, metric: Metric, o: &Options, port: u16) -> anyho
 /// The figures as a text table with ratios, as printed by the benchmark.
 pub fn table(records: &[Record]) -> String {
     let mut out = String::new();
-    let _ =
-        writeln!(out, "{:<22} {:<18} {:>12} {:>11} {:>11}  runs", "path", "metric", "median", "vs underlay", "vs bound");
+    let _ = writeln!(
+        out,
+        "{:<22} {:<18} {:>12} {:>11} {:>11}  runs",
+        "path", "metric", "median", "vs underlay", "vs bound"
+    );
     for r in records {
         let runs: Vec<String> = r.runs.iter().map(|v| format!("{v:.2}")).collect();
         let _ = writeln!(
