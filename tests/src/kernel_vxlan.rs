@@ -3,14 +3,12 @@
 
 use std::net::Ipv4Addr;
 
+use overlay::container::format_mac;
+
 use crate::{
     cmd,
     lab::{Container, Host},
 };
-
-fn mac_string(mac: &[u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
-}
 
 /// The bridge and VXLAN device of one network on one host.
 pub struct KernelVxlan {
@@ -62,7 +60,7 @@ impl KernelVxlan {
     /// A container behind `vtep`: `bridge fdb append MAC dev vx dst VTEP` and
     /// `ip neigh add IP lladdr MAC dev vx nud permanent`.
     pub fn add_remote(&self, container: &Container, vtep: Ipv4Addr) -> anyhow::Result<()> {
-        let mac = mac_string(&container.mac);
+        let mac = format_mac(container.mac);
         let vtep = vtep.to_string();
         cmd::run(&[
             "bridge",

@@ -219,7 +219,7 @@ impl Lab {
         }
         self.add_ns(&ns)?;
         cmd::ip(&host.ns, &["link", "add", &host_interface, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
-        let mac = spec.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        let mac = overlay::container::format_mac(spec.mac);
         let mtu = spec.mtu.to_string();
         cmd::ip(&ns, &["link", "set", "eth0", "address", &mac, "mtu", &mtu])?;
         cmd::ip(&ns, &["addr", "add", &format!("{}/{}", spec.ip, spec.prefix_len), "dev", "eth0"])?;

@@ -5,7 +5,11 @@
 //! is the most any overlay for veth-attached containers can reach on this kernel.
 
 use anyhow::Context;
-use overlay::{datapath::BoundHopSpec, netns};
+use overlay::{
+    container::{format_mac, parse_mac},
+    datapath::BoundHopSpec,
+    netns,
+};
 
 use crate::{
     cmd,
@@ -29,7 +33,7 @@ pub fn connect(dps: &mut [HostDatapath], placement: &[Placement]) -> anyhow::Res
         for other in placement {
             if other.container.ip != p.container.ip {
                 // The program readdresses every frame: any MAC spares the container an ARP.
-                let lladdr = veth_mac.map(|b| format!("{b:02x}")).join(":");
+                let lladdr = format_mac(veth_mac);
                 let ip = other.container.ip.to_string();
                 cmd::ip(
                     &p.container.ns,
@@ -83,9 +87,5 @@ fn mac_of(ns: &str, dev: &str) -> anyhow::Result<[u8; 6]> {
     let out = cmd::ip(ns, &["-j", "link", "show", "dev", dev])?;
     let links: serde_json::Value = serde_json::from_str(&out)?;
     let address = links[0]["address"].as_str().with_context(|| format!("no MAC for {dev} in {ns}"))?;
-    let mut mac = [0u8; 6];
-    for (byte, part) in mac.iter_mut().zip(address.split(':')) {
-        *byte = u8::from_str_radix(part, 16).with_context(|| format!("MAC {address:?}"))?;
-    }
-    Ok(mac)
+    parse_mac(address).map_err(|e| anyhow::anyhow!("{dev} in {ns}: {e}"))
 }

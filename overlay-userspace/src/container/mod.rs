@@ -47,6 +47,17 @@ pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
     [0x02, 0x42, a, b, c, d]
 }
 
+/// A MAC as `ip link` and Docker write it (`02:42:0a:00:09:03`).
+pub fn parse_mac(value: &str) -> Result<[u8; 6], String> {
+    let bytes: Vec<u8> = value.split(':').filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
+    <[u8; 6]>::try_from(bytes).map_err(|_| format!("MAC address {value:?} is not six hexadecimal bytes"))
+}
+
+/// The inverse of [`parse_mac`].
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
 /// The host side name of a veth: `ov` and 12 hex digits of the endpoint ID.
 pub fn host_interface_name(endpoint_id: &str) -> String {
     let digits: String = endpoint_id.chars().filter(char::is_ascii_hexdigit).take(12).collect();

@@ -49,15 +49,6 @@ fn parse_cidr(value: &str, what: &str) -> Result<(Ipv4Addr, u8), String> {
     Ok((net.addr(), net.prefix_len()))
 }
 
-fn parse_mac(value: &str) -> Result<[u8; 6], String> {
-    let bytes: Vec<u8> = value.split(':').filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
-    <[u8; 6]>::try_from(bytes).map_err(|_| format!("MAC address {value:?} is not six hexadecimal bytes"))
-}
-
-pub fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
-}
-
 /// The cluster network whose subnet is exactly `subnet`.
 async fn cluster_network_with<S: Store + Transact>(
     p: &Plugin<S>,
@@ -313,8 +304,11 @@ pub async fn create_endpoint<S: Store + Transact>(p: &Arc<Plugin<S>>, r: protoco
     }
     let (ip, prefix_len) = parse_cidr(&interface.address, "address")?;
     let (cluster_id, vni, _) = bound(p, Some(&r.network_id), None).await?;
-    let mac =
-        if interface.mac_address.is_empty() { container::mac_for(ip) } else { parse_mac(&interface.mac_address)? };
+    let mac = if interface.mac_address.is_empty() {
+        container::mac_for(ip)
+    } else {
+        container::parse_mac(&interface.mac_address)?
+    };
     let allocation = my_allocation(p, &cluster_id, ip).await?.map(|a| a.endpoint);
     let host_interface = container::host_interface_name(&r.endpoint_id);
     let endpoint = DockerEndpoint {
@@ -337,7 +331,7 @@ pub async fn create_endpoint<S: Store + Transact>(p: &Arc<Plugin<S>>, r: protoco
     state.save(&p.config.state_dir).map_err(text)?;
     // The MAC is the driver's to choose unless the user gave one (--mac-address).
     if interface.mac_address.is_empty() {
-        Ok(json!({ "Interface": { "MacAddress": format_mac(mac) } }))
+        Ok(json!({ "Interface": { "MacAddress": container::format_mac(mac) } }))
     } else {
         Ok(json!({ "Interface": {} }))
     }
@@ -478,10 +472,10 @@ mod tests {
         assert!(parse_cidr("10.0.9.3", "address").is_err());
         assert_eq!(parse_ip("10.0.9.1/24", "gateway").unwrap(), Ipv4Addr::new(10, 0, 9, 1));
         assert!(parse_ip("fe80::1", "gateway").is_err());
-        let mac = parse_mac("02:42:0a:00:09:03").unwrap();
+        let mac = container::parse_mac("02:42:0a:00:09:03").unwrap();
         assert_eq!(mac, [0x02, 0x42, 10, 0, 9, 3]);
-        assert_eq!(format_mac(mac), "02:42:0a:00:09:03");
-        assert!(parse_mac("02:42:0a").is_err());
+        assert_eq!(container::format_mac(mac), "02:42:0a:00:09:03");
+        assert!(container::parse_mac("02:42:0a").is_err());
         assert_eq!(pool_subnet("10.0.9.0/24").unwrap().to_string(), "10.0.9.0/24");
         assert!(pool_subnet("pool-1").unwrap_err().contains("unknown pool"));
     }
