@@ -97,6 +97,11 @@ impl Datapath {
             .try_into()
             .map_err(|source| DatapathError::Program { name: program_name, source })?;
         let program_err = |source| DatapathError::Program { name: program_name, source };
+        // The two datapath programs are loaded with the datapath; an experimental one
+        // only when something first attaches it.
+        if program.fd().is_err() {
+            program.load().map_err(program_err)?;
+        }
 
         let existing = PinnedLink::from_pin(&path).ok().map(FdLink::from);
         let link_id = match existing {

@@ -4,7 +4,6 @@
 
 use std::net::Ipv4Addr;
 
-use aya::programs::SchedClassifier;
 use overlay_common::{BoundHop, ipv4_key, map_names, program_names};
 
 use super::{Datapath, DatapathError, attach, tables::map_err};
@@ -38,18 +37,8 @@ impl Datapath {
     /// (`links/bound-IFACE`). On the underlay, attach it only while the overlay's own
     /// program is detached: whichever runs first passes the other's packets to the host.
     pub fn attach_bound(&mut self, interface: &str) -> Result<(), DatapathError> {
-        let name = program_names::BOUND_REDIRECT;
-        let program: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(DatapathError::MissingProgram(name))?
-            .try_into()
-            .map_err(|source| DatapathError::Program { name, source })?;
-        if program.fd().is_err() {
-            program.load().map_err(|source| DatapathError::Program { name, source })?;
-        }
         let path = self.link_path(&format!("bound-{interface}"));
-        self.attach(name, interface, path)
+        self.attach(program_names::BOUND_REDIRECT, interface, path)
     }
 
     pub fn detach_bound(&mut self, interface: &str) -> Result<(), DatapathError> {
