@@ -12,8 +12,10 @@ use anyhow::{Context, bail};
 
 use crate::cmd;
 
-/// Every namespace a lab makes starts with this, so leftovers of a killed run can be
-/// found and removed (`cargo xtask test` does it before the tests).
+/// Every namespace a lab makes starts with this, then `p`, the owning process's ID and
+/// a dash (`ovt-p4242-e2e-0f3c-agt01`), so leftovers of a killed run can be found
+/// and removed while the labs of runs still alive are left alone (`cargo xtask test`
+/// removes those whose owner is gone before the tests).
 pub const NS_PREFIX: &str = "ovt-";
 
 /// Where the labs mount their bpffs; each host pins under its own directory.
@@ -90,7 +92,7 @@ impl LabBuilder {
 
     pub fn build(self) -> anyhow::Result<Lab> {
         let id: u16 = rand::random();
-        let prefix = format!("{NS_PREFIX}{}-{id:04x}", self.tag);
+        let prefix = format!("{NS_PREFIX}p{}-{}-{id:04x}", std::process::id(), self.tag);
         let mut lab = Lab {
             prefix: prefix.clone(),
             underlay: format!("{prefix}-ul"),

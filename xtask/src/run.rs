@@ -84,11 +84,13 @@ pub fn program_with_env(program: &Path, args: &[&str], env: &[(&str, &OsStr)]) -
 }
 
 /// Deletes network namespaces (and their pins) left by a test run that was killed
-/// before its labs could clean up. Only the labs' `ovt-` names are touched.
+/// before its labs could clean up. Only the labs' `ovt-pPID-…` names are touched, and
+/// only those whose owning process is gone: labs of a run still going on (another
+/// checkout's tests, a benchmark) are left alone.
 pub fn remove_stale_labs() -> anyhow::Result<()> {
     let list = output("ip", &["netns", "list"])?;
     for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        if !name.starts_with("ovt-") {
+        if !name.starts_with("ovt-") || lab_owner_alive(name) {
             continue;
         }
         if let Ok(pids) = output("ip", &["netns", "pids", name]) {
@@ -103,8 +105,26 @@ pub fn remove_stale_labs() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the process named in a lab namespace `ovt-pPID-…` (see the tests crate's
+/// `lab::NS_PREFIX`) still runs. A name without a PID is an old lab's.
+fn lab_owner_alive(name: &str) -> bool {
+    name.strip_prefix("ovt-p")
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| Path::new("/proc").join(pid.to_string()).exists())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lab_owner_is_read_from_the_name() {
+        let me = format!("ovt-p{}-e2e-0f3c-agt01", std::process::id());
+        assert!(super::lab_owner_alive(&me));
+        // A PID above any pid_max Linux allows (2^22).
+        assert!(!super::lab_owner_alive("ovt-p99999999-e2e-0f3c-agt01"));
+        assert!(!super::lab_owner_alive("ovt-e2e-0f3c-agt01"));
+    }
+
     #[test]
     fn parses_cargo_test_results() {
         let line = "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.2s";

@@ -24,6 +24,7 @@ const APT_PACKAGES: &[&str] = &[
     "tcpdump",
     "dnsutils",
     "protobuf-compiler",
+    "libprotobuf-dev",
     "openssl",
     "docker.io",
     "busybox-static",
