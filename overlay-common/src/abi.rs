@@ -21,23 +21,14 @@ pub mod map_names {
 
     pub const ALL: [&str; 8] =
         [CONFIG, NETWORKS, INTERFACES, LOCAL_ENDPOINTS, REMOTE_ENDPOINTS, MEMBERS, COUNTERS, NET_COUNTERS];
-
-    /// EXPERIMENT: the benchmark's reference path (see [`super::BoundHop`]); not pinned,
-    /// not part of the datapath.
-    pub const BOUND_HOPS: &str = "OVL_BOUND_HOPS";
 }
 
-/// Names of the TC programs in the object file.
+/// Names of the TC programs in the agent's object file (the only programs in it).
 pub mod program_names {
     /// TC ingress of the host side of a container's veth: packets leaving the container.
     pub const FROM_CONTAINER: &str = "overlay_from_container";
     /// TC ingress of the host's underlay interface: VXLAN arriving from other hosts.
     pub const FROM_UNDERLAY: &str = "overlay_from_underlay";
-    /// EXPERIMENTAL alternative to [`FROM_UNDERLAY`]: the same decapsulation as an XDP
-    /// program on the underlay interface, only attached by the hook comparison bench.
-    pub const FROM_UNDERLAY_XDP: &str = "overlay_xdp_from_underlay";
-    /// EXPERIMENT: the benchmark's reference path with no overlay (see [`super::BoundHop`]).
-    pub const BOUND_REDIRECT: &str = "bench_bound_redirect";
 }
 
 /// Capacity of the maps. Userspace reports a full map as an error naming the limit.
@@ -131,19 +122,6 @@ pub struct Member {
     pub _reserved: u32,
 }
 
-/// EXPERIMENT, `OVL_BOUND_HOPS[ip]`: where the benchmark's reference program sends a
-/// packet for container address `ip` ([`ipv4_key`]) with no encapsulation: readdressed
-/// to `dmac` from `smac`, then redirected out of `ifindex`, or into its peer's namespace
-/// when `to_peer` is 1. It is the least a datapath for veth-attached containers does.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BoundHop {
-    pub ifindex: u32,
-    pub to_peer: u32,
-    pub dmac: [u8; 6],
-    pub smac: [u8; 6],
-}
-
 /// One counter cell: `OVL_COUNTERS[Reason::slot(direction)]` and
 /// `OVL_NET_COUNTS[network slot * Direction::COUNT + direction]`, per CPU.
 #[repr(C)]
@@ -162,7 +140,6 @@ const _: () = {
     assert!(size_of::<RemoteEndpoint>() == 12);
     assert!(size_of::<Member>() == 4);
     assert!(size_of::<Counter>() == 16);
-    assert!(size_of::<BoundHop>() == 20);
 };
 
 #[cfg(feature = "user")]
@@ -178,5 +155,4 @@ mod pod {
     unsafe impl aya::Pod for RemoteEndpoint {}
     unsafe impl aya::Pod for Member {}
     unsafe impl aya::Pod for Counter {}
-    unsafe impl aya::Pod for BoundHop {}
 }

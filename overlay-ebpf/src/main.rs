@@ -1,32 +1,19 @@
-//! TC programs of the overlay datapath. Each entry point only dispatches; the work of
-//! each packet path lives in its own module, and `verdict::finish` is the one place a
-//! result becomes a TC action and a counter.
+//! The agent's object: the two TC programs of the overlay datapath and nothing else.
+//! Each entry point only dispatches; the work of each packet path lives in its own
+//! module of the library (`lib.rs`), and `verdict::finish` is the one place a result
+//! becomes a TC action and a counter. The benchmark's experiments are another object
+//! (`bench/ebpf`).
 #![no_std]
 #![no_main]
 
-mod arp;
-mod bound;
-mod counters;
-mod decap;
-mod encap;
-mod fdb;
-mod headers;
-mod local;
-mod maps;
-mod next_hop;
-mod verdict;
-mod xdp_decap;
-
-use aya_ebpf::{
-    macros::{classifier, xdp},
-    programs::{TcContext, XdpContext},
-};
+use aya_ebpf::{macros::classifier, programs::TcContext};
 use overlay_common::{Direction, Reason};
-
-use crate::{
-    fdb::Destination,
-    headers::{ETH_P_ARP, ETH_P_IP, EthHdr, Ipv4Hdr},
-    verdict::Verdict,
+use overlay_ebpf::{
+    arp, decap, encap,
+    fdb::{self, Destination},
+    headers::{self, ETH_P_ARP, ETH_P_IP, EthHdr, Ipv4Hdr},
+    local,
+    verdict::{self, Verdict},
 };
 
 /// TC ingress of the host side of a container's veth: every frame the container sends.
@@ -42,20 +29,6 @@ pub fn overlay_from_container(ctx: TcContext) -> i32 {
 pub fn overlay_from_underlay(ctx: TcContext) -> i32 {
     let bytes = ctx.len();
     verdict::finish(Direction::FromUnderlay, bytes, decap::receive(&ctx))
-}
-
-/// EXPERIMENTAL: XDP on the host's underlay interface, the alternative to
-/// `overlay_from_underlay` kept for measuring the two side by side (`xdp_decap.rs`).
-#[xdp]
-pub fn overlay_xdp_from_underlay(ctx: XdpContext) -> u32 {
-    xdp_decap::run(&ctx)
-}
-
-/// EXPERIMENT: the benchmark's reference path with no overlay (`bound.rs`). The agent
-/// never attaches it.
-#[classifier]
-pub fn bench_bound_redirect(ctx: TcContext) -> i32 {
-    bound::redirect(&ctx)
 }
 
 fn from_container(ctx: &TcContext) -> Verdict {

@@ -1,16 +1,16 @@
-//! Every map of the datapath. Names and value types come from overlay-common, which
-//! userspace uses too; all maps are pinned by name so a restarted agent adopts them.
+//! Every map that userspace fills or reads. Names and value types come from
+//! overlay-common, which userspace uses too; all of them are pinned by name so a
+//! restarted agent adopts them. (The next-hop cache, which only the programs use, lives
+//! with its code in `next_hop.rs`.)
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
 };
 use overlay_common::{
-    BoundHop, Counter, Direction, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NetworkInfo, Reason,
-    RemoteEndpoint, capacity,
+    Counter, Direction, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NetworkInfo, Reason, RemoteEndpoint,
+    capacity,
 };
-
-use crate::next_hop::CachedHop;
 
 #[map]
 pub static OVL_CONFIG: Array<HostConfig> = Array::pinned(1, 0);
@@ -35,12 +35,3 @@ pub static OVL_COUNTERS: PerCpuArray<Counter> = PerCpuArray::pinned(Reason::SLOT
 
 #[map]
 pub static OVL_NET_COUNTS: PerCpuArray<Counter> = PerCpuArray::pinned(capacity::NET_COUNTERS * Direction::COUNT, 0);
-
-/// Next hops to VTEPs (`next_hop.rs`): a cache only this program uses, so not pinned; a
-/// reloaded program starts with an empty one.
-#[map]
-pub static OVL_NEXT_HOPS: LruHashMap<u32, CachedHop> = LruHashMap::with_max_entries(capacity::MEMBERS, 0);
-
-/// EXPERIMENT (`bound.rs`): filled by the benchmark only, so not pinned.
-#[map]
-pub static OVL_BOUND_HOPS: HashMap<u32, BoundHop> = HashMap::with_max_entries(64, 0);

@@ -6,11 +6,13 @@
 use aya_ebpf::{
     bindings::{BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup},
     helpers::{bpf_fib_lookup, bpf_ktime_get_ns},
+    macros::map,
+    maps::LruHashMap,
     programs::TcContext,
 };
-use overlay_common::Reason;
+use overlay_common::{Reason, capacity};
 
-use crate::{headers::IPPROTO_UDP, maps::OVL_NEXT_HOPS};
+use crate::headers::IPPROTO_UDP;
 
 pub const AF_INET: u8 = 2;
 
@@ -40,6 +42,11 @@ pub struct CachedHop {
     pub dmac: [u8; 6],
     pub _pad: [u8; 4],
 }
+
+/// Next hops by VTEP address: a cache only this module uses, so not pinned (a reloaded
+/// program starts with an empty one) and not in overlay-common.
+#[map]
+static OVL_NEXT_HOPS: LruHashMap<u32, CachedHop> = LruHashMap::with_max_entries(capacity::MEMBERS, 0);
 
 pub fn to_vtep(ctx: &TcContext, src: u32, dst: u32, ifindex: u32) -> Result<NextHop, Reason> {
     // SAFETY: plain helper call.

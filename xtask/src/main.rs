@@ -33,9 +33,12 @@ enum Task {
     Demo,
     /// Benchmark this datapath against the kernel VXLAN+bridge path and the raw underlay.
     Bench {
-        /// Fewer and shorter runs (finishes in under three minutes).
+        /// Fewer and shorter runs (finishes in under five minutes).
         #[arg(long)]
         quick: bool,
+        /// Only the datapath figures, not the control plane.
+        #[arg(long)]
+        datapath_only: bool,
         /// Write the figures as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -70,13 +73,16 @@ fn main() -> anyhow::Result<()> {
             let overlay = root.join("target/debug/overlay");
             run::program_with_env(&root.join("target/debug/overlay-demo"), &[], &[("OVERLAY_BIN", overlay.as_os_str())])
         }
-        Task::Bench { quick, json, chart } => {
+        Task::Bench { quick, datapath_only, json, chart } => {
             setup::all(&root)?;
             run::remove_stale_labs()?;
             run::cargo(&root, &["build", "--release", "--workspace", "--bins"])?;
             let mut args: Vec<String> = Vec::new();
             if quick {
                 args.push("--quick".into());
+            }
+            if datapath_only {
+                args.push("--datapath-only".into());
             }
             let json = json.unwrap_or_else(|| root.join("bench-results/bench.json"));
             let chart = chart.unwrap_or_else(|| root.join("bench-results/bench.svg"));

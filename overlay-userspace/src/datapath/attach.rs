@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use aya::programs::{
-    LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
+    LinkOrder, SchedClassifier, TcAttachType,
     links::{FdLink, PinnedLink},
     tc::TcAttachOptions,
 };
@@ -33,44 +33,6 @@ impl Datapath {
         self.unpin_link(self.link_path("underlay"))
     }
 
-    /// EXPERIMENTAL alternative to [`Datapath::attach_underlay`], for measuring the two
-    /// hooks side by side: attaches the XDP decapsulation (`overlay_xdp_from_underlay`)
-    /// to the underlay interface, like `ip link set DEV xdp obj ...`. The link is held
-    /// by this process, not pinned: it goes away with the `Datapath`. Containers must
-    /// have NAPI on their eth0 (GRO on, or an XDP program) or redirected frames are
-    /// dropped by the veth.
-    pub fn attach_underlay_xdp(&mut self) -> Result<(), DatapathError> {
-        if self.underlay_xdp.is_some() {
-            return Ok(());
-        }
-        let name = program_names::FROM_UNDERLAY_XDP;
-        let interface = self.config.underlay_interface.clone();
-        let program = self.xdp_program()?;
-        if program.fd().is_err() {
-            program.load().map_err(|source| DatapathError::Program { name, source })?;
-        }
-        let link =
-            program.attach(&interface, XdpMode::default()).map_err(|source| DatapathError::Program { name, source })?;
-        self.underlay_xdp = Some(link);
-        Ok(())
-    }
-
-    /// Detaches what [`Datapath::attach_underlay_xdp`] attached (no-op when nothing is).
-    pub fn detach_underlay_xdp(&mut self) -> Result<(), DatapathError> {
-        let Some(link) = self.underlay_xdp.take() else { return Ok(()) };
-        let name = program_names::FROM_UNDERLAY_XDP;
-        self.xdp_program()?.detach(link).map_err(|source| DatapathError::Program { name, source })
-    }
-
-    fn xdp_program(&mut self) -> Result<&mut Xdp, DatapathError> {
-        let name = program_names::FROM_UNDERLAY_XDP;
-        self.ebpf
-            .program_mut(name)
-            .ok_or(DatapathError::MissingProgram(name))?
-            .try_into()
-            .map_err(|source| DatapathError::Program { name, source })
-    }
-
     pub(super) fn attach_container_interface(&mut self, interface: &str) -> Result<(), DatapathError> {
         let path = self.link_path(&format!("if-{interface}"));
         self.attach(program_names::FROM_CONTAINER, interface, path)
@@ -80,16 +42,11 @@ impl Datapath {
         self.unpin_link(self.link_path(&format!("if-{interface}")))
     }
 
-    pub(super) fn link_path(&self, name: &str) -> PathBuf {
+    fn link_path(&self, name: &str) -> PathBuf {
         self.config.pin_dir.join("links").join(name)
     }
 
-    pub(super) fn attach(
-        &mut self,
-        program_name: &'static str,
-        interface: &str,
-        path: PathBuf,
-    ) -> Result<(), DatapathError> {
+    fn attach(&mut self, program_name: &'static str, interface: &str, path: PathBuf) -> Result<(), DatapathError> {
         let program: &mut SchedClassifier = self
             .ebpf
             .program_mut(program_name)
@@ -97,11 +54,6 @@ impl Datapath {
             .try_into()
             .map_err(|source| DatapathError::Program { name: program_name, source })?;
         let program_err = |source| DatapathError::Program { name: program_name, source };
-        // The two datapath programs are loaded with the datapath; an experimental one
-        // only when something first attaches it.
-        if program.fd().is_err() {
-            program.load().map_err(program_err)?;
-        }
 
         let existing = PinnedLink::from_pin(&path).ok().map(FdLink::from);
         let link_id = match existing {
@@ -130,7 +82,7 @@ impl Datapath {
         Ok(())
     }
 
-    pub(super) fn unpin_link(&mut self, path: PathBuf) -> Result<(), DatapathError> {
+    fn unpin_link(&mut self, path: PathBuf) -> Result<(), DatapathError> {
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

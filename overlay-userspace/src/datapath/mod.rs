@@ -12,7 +12,6 @@
 //! ```
 
 mod attach;
-mod bound;
 mod bpffs;
 mod counters;
 mod error;
@@ -27,7 +26,6 @@ use std::{
 use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
 use overlay_common::{HostConfig, ipv4_key, map_names, program_names};
 
-pub use bound::BoundHopSpec;
 pub use bpffs::{DEFAULT_BPFFS, ensure_bpffs};
 pub use counters::{CounterSnapshot, NetworkCounters, read_pinned_counters};
 pub use error::DatapathError;
@@ -53,9 +51,6 @@ pub struct DatapathConfig {
 pub struct Datapath {
     ebpf: Ebpf,
     config: DatapathConfig,
-    /// EXPERIMENTAL: the XDP decapsulation on the underlay, when attached by
-    /// [`Datapath::attach_underlay_xdp`] (held by this process, not pinned).
-    underlay_xdp: Option<aya::programs::xdp::XdpLinkId>,
 }
 
 impl Datapath {
@@ -92,7 +87,7 @@ impl Datapath {
                 .map_err(|source| DatapathError::Program { name, source })?;
             program.load().map_err(|source| DatapathError::Program { name, source })?;
         }
-        let mut datapath = Datapath { ebpf, config, underlay_xdp: None };
+        let mut datapath = Datapath { ebpf, config };
         datapath
             .set_host_config(HostConfig { vtep_ip: ipv4_key(datapath.config.vtep_ip.octets()), underlay_ifindex })?;
         Ok(datapath)

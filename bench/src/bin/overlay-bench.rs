@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::ensure;
 use clap::Parser;
-use overlay_tests::bench::{self, Options};
+use overlay_bench::datapath::{self as bench, Options};
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark the overlay datapath against the kernel VXLAN path and the raw underlay")]
@@ -17,8 +17,11 @@ struct Args {
     #[arg(long, default_value = "bench-results/bench.json")]
     json: PathBuf,
     /// Only the control-plane figures (agents, mesh, DNS, IPAM), not the datapath.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "datapath_only")]
     control_plane_only: bool,
+    /// Only the datapath figures (every path side by side), not the control plane.
+    #[arg(long)]
+    datapath_only: bool,
     /// Only the DNS comparison with Docker's embedded DNS (a quick check).
     #[arg(long)]
     dns_only: bool,
@@ -53,12 +56,12 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut stopwatch = Stopwatch(std::time::Instant::now());
     if args.dns_only {
-        let dns = overlay_tests::dns_bench::run(std::time::Duration::from_secs(5))?;
+        let dns = overlay_bench::dns::run(std::time::Duration::from_secs(5))?;
         println!("{}", serde_json::to_string_pretty(&dns)?);
         return Ok(());
     }
     if args.mesh_only {
-        let mesh = overlay_tests::mesh_bench::run(args.mesh_hosts, args.mesh_containers)?;
+        let mesh = overlay_bench::mesh::run(args.mesh_hosts, args.mesh_containers)?;
         println!("{mesh}");
         println!("{}", serde_json::to_string_pretty(&mesh)?);
         ensure!(mesh.pairs_failed == 0, "{} container pairs of the mesh never reached each other", mesh.pairs_failed);
@@ -76,7 +79,7 @@ fn main() -> anyhow::Result<()> {
         eprintln!("datapath benchmark: {} rounds", options.runs);
         let records = bench::run(&options)?;
         print!("{}", bench::table(&records));
-        let scale = overlay_tests::scale::remote_endpoints(10_000)?;
+        let scale = overlay_bench::tables::remote_endpoints(10_000)?;
         println!(
             "datapath tables: {} remote endpoints programmed in {:.3} s ({:.0}/s), removed in {:.3} s",
             scale.endpoints, scale.program_seconds, scale.endpoints_per_second, scale.remove_seconds
@@ -85,9 +88,14 @@ fn main() -> anyhow::Result<()> {
         stopwatch.lap("datapath");
         records
     };
+    if args.datapath_only {
+        bench::write_outputs(&records, sections, &args.json, &args.chart, "Ratio to the raw underlay (median)")?;
+        println!("figures: {}  chart: {}", args.json.display(), args.chart.display());
+        return Ok(());
+    }
 
     let starts = args.starts.unwrap_or(100);
-    let (convergence, agent_scale) = overlay_tests::agent_bench::run(starts, 10_000)?;
+    let (convergence, agent_scale) = overlay_bench::agents::run(starts, 10_000)?;
     println!(
         "convergence over {} starts: endpoint published -> programmed on the peer p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
          `overlay run` -> programmed on the peer p50 {:.1} ms, p99 {:.1} ms",
@@ -111,12 +119,12 @@ fn main() -> anyhow::Result<()> {
     sections.insert("agent_scale".into(), serde_json::to_value(&agent_scale)?);
     stopwatch.lap("agents");
 
-    let mesh = overlay_tests::mesh_bench::run(args.mesh_hosts, args.mesh_containers)?;
+    let mesh = overlay_bench::mesh::run(args.mesh_hosts, args.mesh_containers)?;
     println!("{mesh}");
     sections.insert("mesh".into(), serde_json::to_value(&mesh)?);
     stopwatch.lap("mesh");
 
-    let dns = overlay_tests::dns_bench::run(std::time::Duration::from_secs(if args.quick { 5 } else { 15 }))?;
+    let dns = overlay_bench::dns::run(std::time::Duration::from_secs(if args.quick { 5 } else { 15 }))?;
     println!(
         "DNS, a container's name from a container on the same host: this resolver {:.0} queries/s, p99 {:.2} ms; \
          Docker's embedded DNS {:.0} queries/s, p99 {:.2} ms; ratio {:.2}x the rate, {:.2}x the p99",
@@ -130,7 +138,7 @@ fn main() -> anyhow::Result<()> {
     sections.insert("dns".into(), serde_json::to_value(&dns)?);
     stopwatch.lap("DNS");
 
-    let ipam = overlay_tests::ipam_bench::run(10, if args.quick { 50 } else { 200 }, 1)?;
+    let ipam = overlay_bench::ipam::run(10, if args.quick { 50 } else { 200 }, 1)?;
     println!("{ipam}");
     sections.insert("ipam".into(), serde_json::to_value(&ipam)?);
     stopwatch.lap("IPAM");

@@ -1,11 +1,12 @@
 //! EXPERIMENT: TC or XDP for decapsulation on the underlay interface, measured side by
-//! side on the same two simulated hosts (the setup of `bench.rs`). The sending side
+//! side on the same two simulated hosts (the setup of the bench's `datapath.rs`). The
+//! XDP program is the bench object's (bench/ebpf `xdp_decap.rs`), not the agent's. The sending side
 //! always encapsulates at TC; only the receiving hook changes. Variants alternate within
 //! each round so drift on a busy machine hits them alike; the medians and every run
 //! are printed, with ratios XDP/TC.
 //!
 //! ```text
-//! cargo build --release -p overlay-tests && sudo target/release/underlay-hook-bench [--runs 5]
+//! cargo build --release -p overlay-bench && sudo target/release/underlay-hook-bench [--runs 5]
 //! ```
 
 use std::net::Ipv4Addr;
@@ -13,11 +14,13 @@ use std::net::Ipv4Addr;
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use overlay::netns;
+use overlay_bench::{
+    datapath::{Metric, median},
+    ebpf::BenchEbpf,
+};
 use overlay_common::{Direction, Reason};
 use overlay_tests::{
-    Container, ContainerSpec, Lab,
-    bench::{Metric, median},
-    cmd,
+    Container, ContainerSpec, Lab, cmd,
     datapath::{self, HostDatapath},
     traffic,
 };
@@ -73,29 +76,28 @@ impl Variant {
 struct Setup<'a> {
     lab: &'a Lab,
     dps: &'a mut [HostDatapath],
+    /// The bench object on each host, in the order of `dps`: it has the XDP program.
+    objects: &'a mut [BenchEbpf],
     containers: [&'a Container; 2],
 }
 
 impl Setup<'_> {
     fn hooks(&mut self, tc: bool, xdp: bool) -> anyhow::Result<()> {
-        for dp in self.dps.iter_mut() {
+        for (dp, object) in self.dps.iter_mut().zip(self.objects.iter_mut()) {
             let datapath = &mut dp.datapath;
-            netns::run_in(&dp.ns, move || -> anyhow::Result<()> {
-                // Never both at once: detach first, then attach.
-                if !tc {
-                    datapath.detach_underlay()?;
-                }
-                if !xdp {
-                    datapath.detach_underlay_xdp()?;
-                }
-                if tc {
-                    datapath.attach_underlay()?;
-                }
-                if xdp {
-                    datapath.attach_underlay_xdp()?;
-                }
-                Ok(())
-            })??;
+            // Never both at once: detach first, then attach.
+            if !tc {
+                netns::run_in(&dp.ns, || datapath.detach_underlay())??;
+            }
+            if !xdp {
+                object.detach_underlay_xdp()?;
+            }
+            if tc {
+                netns::run_in(&dp.ns, || datapath.attach_underlay())??;
+            }
+            if xdp {
+                object.attach_underlay_xdp(&datapath.config().underlay_interface)?;
+            }
         }
         Ok(())
     }
@@ -224,7 +226,8 @@ fn main() -> anyhow::Result<()> {
     let e2 = lab.add_container("h2", &ContainerSpec::new("e2", Ipv4Addr::new(10, 0, 9, 3)))?;
     let mut dps = vec![HostDatapath::start(&h1)?, HostDatapath::start(&h2)?];
     datapath::full_mesh(&mut dps, VNI, Ipv4Addr::new(10, 0, 9, 1), &[(0, &e1), (1, &e2)])?;
-    let mut setup = Setup { lab: &lab, dps: &mut dps, containers: [&e1, &e2] };
+    let mut objects = vec![BenchEbpf::load(&h1.ns, &h1.pin_dir)?, BenchEbpf::load(&h2.ns, &h2.pin_dir)?];
+    let mut setup = Setup { lab: &lab, dps: &mut dps, objects: &mut objects, containers: [&e1, &e2] };
     let mut port = 5400u16;
 
     // What XDP on a veth changes: the underlay-side peer loses software GSO, and
@@ -304,6 +307,6 @@ fn main() -> anyhow::Result<()> {
             med(Variant::XdpNic, metric) / med(Variant::TcNic, metric)
         );
     }
-    // `dps` is dropped before `lab`: the programs go before the namespaces.
+    // `objects` and `dps` are dropped before `lab`: the programs go before the namespaces.
     Ok(())
 }

@@ -1,15 +1,17 @@
-//! Measurements for `cargo xtask bench`: the same simulated hosts carry traffic over the
-//! raw underlay, the kernel's VXLAN+bridge path and this datapath, round after round,
-//! so drift on a busy machine hits them alike. A fourth path is the bound: containers
-//! behind a veth carried by one TC redirect each way with no overlay (`veth_bound`),
-//! which is this datapath minus the encapsulation.
+//! The datapath figures of `cargo xtask bench`: the same simulated hosts carry traffic
+//! over the raw underlay, the kernel's VXLAN+bridge path and this datapath, round after
+//! round, so drift on a busy machine hits them alike. A fourth path is the bound:
+//! containers behind a veth carried by one TC redirect each way with no overlay
+//! (`veth_bound`), which is this datapath minus the encapsulation.
 
 use std::{fmt::Write as _, net::Ipv4Addr, path::Path};
 
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::{ContainerSpec, Lab, datapath::HostDatapath, kernel_vxlan::KernelVxlan, traffic, veth_bound};
+use overlay_tests::{ContainerSpec, Lab, datapath::HostDatapath, kernel_vxlan::KernelVxlan, traffic};
+
+use crate::{ebpf::BenchEbpf, veth_bound};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -101,7 +103,7 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
     // Hosts forward IPv4, as dockerd makes every Docker host do: the datapath then gets
     // the next hop's MACs from the FIB helper (and caches them), see docs/datapath.md.
     for host in [&h1, &h2] {
-        crate::cmd::run_in(&host.ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        overlay_tests::cmd::run_in(&host.ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
     }
 
     // Kernel path: what Docker's overlay driver builds.
@@ -119,7 +121,8 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
     let e1 = lab.add_container("h1", &ContainerSpec::new("e1", Ipv4Addr::new(10, 0, 9, 2)))?;
     let e2 = lab.add_container("h2", &ContainerSpec::new("e2", Ipv4Addr::new(10, 0, 9, 3)))?;
     let mut dps = vec![HostDatapath::start(&h1)?, HostDatapath::start(&h2)?];
-    crate::datapath::full_mesh(&mut dps, VNI, Ipv4Addr::new(10, 0, 9, 1), &[(0, &e1), (1, &e2)])?;
+    overlay_tests::datapath::full_mesh(&mut dps, VNI, Ipv4Addr::new(10, 0, 9, 1), &[(0, &e1), (1, &e2)])?;
+    let mut objects = vec![BenchEbpf::load(&h1.ns, &h1.pin_dir)?, BenchEbpf::load(&h2.ns, &h2.pin_dir)?];
 
     // The bound: no overlay, so the full 1500-byte MTU.
     let mut bound = |host: &str, name: &str, ip: Ipv4Addr| {
@@ -128,10 +131,10 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
     let b1 = bound("h1", "b1", Ipv4Addr::new(10, 0, 7, 2))?;
     let b2 = bound("h2", "b2", Ipv4Addr::new(10, 0, 7, 3))?;
     veth_bound::connect(
-        &mut dps,
+        &mut objects,
         &[
-            veth_bound::Placement { host: &h1, datapath: 0, container: &b1 },
-            veth_bound::Placement { host: &h2, datapath: 1, container: &b2 },
+            veth_bound::Placement { host: &h1, host_index: 0, container: &b1 },
+            veth_bound::Placement { host: &h2, host_index: 1, container: &b2 },
         ],
     )?;
 
@@ -155,7 +158,7 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
             // kernel path's VXLAN would otherwise be ours to judge, the raw underlay is
             // measured with no program in its way, and whichever of the two programs runs
             // first passes the other's packets to the host.
-            set_underlay_program(&mut dps, &h1.interface, path)?;
+            set_underlay_program(&mut dps, &mut objects, &h1.interface, path)?;
             let e = ends(path);
             // Warm neighbour caches so the first run does not pay for ARP.
             traffic::ping(&e.client_ns, e.server_ip, 1, "0.2")?;
@@ -174,7 +177,7 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
             lab.stop_children();
         }
     }
-    set_underlay_program(&mut dps, &h1.interface, PathKind::Ebpf)?;
+    set_underlay_program(&mut dps, &mut objects, &h1.interface, PathKind::Ebpf)?;
 
     let median_of = |path: PathKind, metric: Metric| {
         samples.iter().find(|(p, m, _)| *p == path && *m == metric).map_or(f64::NAN, |(_, _, v)| median(v))
@@ -198,8 +201,13 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
 
 /// Leaves on the hosts' underlay interface (`interface`, the same on every host) only the
 /// program `path` needs, if any.
-fn set_underlay_program(dps: &mut [HostDatapath], interface: &str, path: PathKind) -> anyhow::Result<()> {
-    veth_bound::attach_underlay(dps, interface, false)?;
+fn set_underlay_program(
+    dps: &mut [HostDatapath],
+    objects: &mut [BenchEbpf],
+    interface: &str,
+    path: PathKind,
+) -> anyhow::Result<()> {
+    veth_bound::attach_underlay(objects, interface, false)?;
     for dp in dps.iter_mut() {
         let datapath = &mut dp.datapath;
         overlay::netns::run_in(&dp.ns, || {
@@ -207,7 +215,7 @@ fn set_underlay_program(dps: &mut [HostDatapath], interface: &str, path: PathKin
         })??;
     }
     if path == PathKind::VethBound {
-        veth_bound::attach_underlay(dps, interface, true)?;
+        veth_bound::attach_underlay(objects, interface, true)?;
     }
     Ok(())
 }

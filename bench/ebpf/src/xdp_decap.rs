@@ -1,10 +1,10 @@
-//! EXPERIMENTAL alternative to `decap.rs`: the same VXLAN checks (`decap::classify`),
-//! then the decapsulation as an XDP program on the underlay interface
-//! (`overlay_xdp_from_underlay`). It strips the outer headers with `bpf_xdp_adjust_head`
+//! EXPERIMENT, the alternative to overlay-ebpf's `decap.rs`: the same VXLAN checks
+//! (`decap::classify`), then the decapsulation as an XDP program on the underlay
+//! interface (`overlay_xdp_from_underlay`). It strips the outer headers with `bpf_xdp_adjust_head`
 //! and `XDP_REDIRECT`s the inner frame to the container's host-side veth (the veth then
 //! hands it to its peer, the container's eth0, which must have NAPI: GRO on, or an XDP
-//! program of its own). Kept only to measure XDP against TC decapsulation (tests'
-//! `underlay-hook-bench`, results in docs/datapath.md); the agent does not attach it.
+//! program of its own). Kept only to measure XDP against TC decapsulation (the bench's
+//! `underlay-hook-bench`, results in docs/datapath.md); it is not in the agent's object.
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_REDIRECT},
@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use overlay_common::{Direction, Reason};
 
-use crate::{
+use overlay_ebpf::{
     decap,
     headers::EthHdr,
     verdict::{self, Forward, NO_NETWORK, Verdict},

@@ -20,7 +20,7 @@ use overlay::{
 };
 use serde::Serialize;
 
-use crate::{
+use overlay_tests::{
     Lab,
     cluster::{self, Scratch},
     etcd::Etcd,

@@ -9,7 +9,7 @@ use anyhow::Context;
 use overlay::dns::{self, ContainerRecord, Endpoint, NameView, NetworkRecord, Upstreams};
 use serde::Serialize;
 
-use crate::{
+use overlay_tests::{
     ContainerSpec, Lab, cmd,
     dns_load::{self, LoadConfig, LoadReport},
     docker::{Dockerd, IMAGE},

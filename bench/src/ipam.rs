@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use anyhow::ensure;
 use serde::Serialize;
 
-use crate::{
+use overlay_tests::{
     Lab,
     etcd::Etcd,
     ipam::{allocate_concurrently, create_network, quantile_ms, request},

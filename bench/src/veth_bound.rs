@@ -1,33 +1,29 @@
 //! The benchmark's reference path: containers behind a veth, carried between hosts
-//! with no overlay by one TC redirect each way (overlay-ebpf `bound.rs`): out of the
+//! with no overlay by one TC redirect each way (bench/ebpf `bound.rs`): out of the
 //! underlay readdressed to the other host, and into the container with
 //! `redirect_peer`. It does what this datapath does minus the encapsulation, so it
 //! is the most any overlay for veth-attached containers can reach on this kernel.
 
 use anyhow::Context;
-use overlay::{
-    container::{format_mac, parse_mac},
-    datapath::BoundHopSpec,
-    netns,
-};
-
-use crate::{
+use overlay::container::{format_mac, parse_mac};
+use overlay_tests::{
     cmd,
-    datapath::HostDatapath,
     lab::{Container, Host},
 };
 
-/// A reference container and its host; `datapath` indexes the host's datapath.
+use crate::ebpf::{BenchEbpf, BoundHopSpec};
+
+/// A reference container and its host; `host_index` indexes the hosts' bench objects.
 pub struct Placement<'a> {
     pub host: &'a Host,
-    pub datapath: usize,
+    pub host_index: usize,
     pub container: &'a Container,
 }
 
 /// Programs every host so that every container reaches every other, and attaches the
 /// program to each container's veth. The underlay's attachment is the caller's to
 /// switch ([`attach_underlay`]), since it competes with this datapath's own program.
-pub fn connect(dps: &mut [HostDatapath], placement: &[Placement]) -> anyhow::Result<()> {
+pub fn connect(objects: &mut [BenchEbpf], placement: &[Placement]) -> anyhow::Result<()> {
     for p in placement {
         let veth_mac = mac_of(&p.host.ns, &p.container.host_interface)?;
         for other in placement {
@@ -48,15 +44,11 @@ pub fn connect(dps: &mut [HostDatapath], placement: &[Placement]) -> anyhow::Res
             dmac: p.container.mac,
             smac: veth_mac,
         };
-        let interface = p.container.host_interface.clone();
-        let dp = &mut dps[p.datapath];
-        netns::run_in(&p.host.ns, || -> anyhow::Result<()> {
-            dp.datapath.set_bound_hop(&local)?;
-            dp.datapath.attach_bound(&interface)?;
-            Ok(())
-        })??;
+        let object = &mut objects[p.host_index];
+        object.set_bound_hop(&local)?;
+        object.attach_bound(&p.container.host_interface)?;
         let there = mac_of(&p.host.ns, &p.host.interface)?;
-        for other in placement.iter().filter(|o| o.datapath != p.datapath) {
+        for other in placement.iter().filter(|o| o.host_index != p.host_index) {
             let remote = BoundHopSpec {
                 ip: p.container.ip,
                 interface: other.host.interface.clone(),
@@ -64,20 +56,16 @@ pub fn connect(dps: &mut [HostDatapath], placement: &[Placement]) -> anyhow::Res
                 dmac: there,
                 smac: mac_of(&other.host.ns, &other.host.interface)?,
             };
-            let dp = &mut dps[other.datapath];
-            netns::run_in(&other.host.ns, || dp.datapath.set_bound_hop(&remote))??;
+            objects[other.host_index].set_bound_hop(&remote)?;
         }
     }
     Ok(())
 }
 
 /// Attaches or detaches the reference program on every host's underlay interface.
-pub fn attach_underlay(dps: &mut [HostDatapath], interface: &str, attached: bool) -> anyhow::Result<()> {
-    for dp in dps {
-        let datapath = &mut dp.datapath;
-        netns::run_in(&dp.ns, || {
-            if attached { datapath.attach_bound(interface) } else { datapath.detach_bound(interface) }
-        })??;
+pub fn attach_underlay(objects: &mut [BenchEbpf], interface: &str, attached: bool) -> anyhow::Result<()> {
+    for object in objects {
+        if attached { object.attach_bound(interface)? } else { object.detach_bound(interface)? }
     }
     Ok(())
 }

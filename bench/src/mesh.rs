@@ -17,13 +17,14 @@ use overlay::datapath::PinnedRemotes;
 use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::{
-    Lab,
-    agent_bench::rss_mib,
+use overlay_tests::{
+    Host, Lab,
     cluster::{self, Daemon, Scratch},
     cmd,
     etcd::Etcd,
 };
+
+use crate::agents::rss_mib;
 
 /// `overlay run` commands in flight at once: each one waits for its container to run,
 /// so a few overlap the agents' work without burying a 2-core machine in processes.
@@ -136,7 +137,7 @@ pub fn run(hosts: usize, per_host: usize) -> anyhow::Result<MeshConvergence> {
             for name in batch {
                 agents.push(cluster::start_container_agent_ttl(&scratch, &store, &lab, name, AGENT_TTL_SECS)?);
             }
-            let up: Vec<&crate::Host> = names[..agents.len()].iter().map(|n| lab.host(n)).collect();
+            let up: Vec<&Host> = names[..agents.len()].iter().map(|n| lab.host(n)).collect();
             cluster::wait_for_list(lab.host("store01"), &store, &up, Duration::from_secs(60))?;
         }
         figures = Some(measure(&lab, &store, &names, per_host, &agents)?);

@@ -1,4 +1,4 @@
-//! EXPERIMENT, attached only by the benchmark: the least a datapath for veth-attached
+//! The bound, attached only by the benchmark: the least a datapath for veth-attached
 //! containers can do to carry a packet between hosts. No overlay: a container's address
 //! is looked up in `OVL_BOUND_HOPS`, the frame is readdressed and redirected, out of the
 //! underlay (at the host side of the container's veth) or into the container's
@@ -11,10 +11,9 @@ use aya_ebpf::{
     programs::TcContext,
 };
 
-use crate::{
-    headers::{self, ETH_P_IP, EthHdr, Ipv4Hdr},
-    maps::OVL_BOUND_HOPS,
-};
+use overlay_ebpf::headers::{self, ETH_P_IP, EthHdr, Ipv4Hdr};
+
+use crate::maps::OVL_BOUND_HOPS;
 
 pub fn redirect(ctx: &TcContext) -> i32 {
     // Anything else goes on to the next TCX program, or to the host if there is none.
@@ -24,7 +23,7 @@ pub fn redirect(ctx: &TcContext) -> i32 {
         return next;
     }
     let Ok(ip) = headers::load::<Ipv4Hdr>(ctx, EthHdr::LEN) else { return next };
-    // SAFETY: copied out at once (see fdb.rs).
+    // SAFETY: copied out at once (see overlay-ebpf's fdb.rs).
     let Some(hop) = (unsafe { OVL_BOUND_HOPS.get(ip.daddr).copied() }) else { return next };
     if ctx.store(0, &EthHdr { dst: hop.dmac, src: hop.smac, proto: eth.proto }, 0).is_err() {
         return TC_ACT_SHOT;

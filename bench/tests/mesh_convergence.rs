@@ -3,7 +3,7 @@
 
 #[test]
 fn every_container_of_a_six_host_mesh_reaches_every_other() -> anyhow::Result<()> {
-    let mesh = overlay_tests::mesh_bench::run(6, 3)?;
+    let mesh = overlay_bench::mesh::run(6, 3)?;
     eprintln!("{mesh}");
     assert_eq!((mesh.hosts, mesh.containers), (6, 18), "{mesh:?}");
     assert_eq!(mesh.pairs_checked, 18 * 17, "{mesh:?}");

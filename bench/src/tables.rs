@@ -5,7 +5,7 @@ use std::{net::Ipv4Addr, time::Instant};
 use overlay::datapath::RemoteEndpointSpec;
 use serde::Serialize;
 
-use crate::{Lab, datapath::HostDatapath};
+use overlay_tests::{Lab, datapath::HostDatapath};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct TableScale {

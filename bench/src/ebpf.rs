@@ -1,0 +1,138 @@
+//! The benchmark's own eBPF object (bench/ebpf), loaded on a simulated host next to the
+//! datapath: the bound's program and the XDP decapsulation experiment. The agent never
+//! loads any of it. Maps the experiments share with the datapath (the XDP program reads
+//! the forwarding tables and bumps the counters) are adopted from the host's pins, so
+//! the host's datapath must be loaded first; the benchmark's own maps are not pinned.
+//! Links are held by this process, not pinned: they go when it does.
+
+use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
+
+use anyhow::Context;
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::HashMap,
+    programs::{
+        LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        tc::{SchedClassifierLinkId, TcAttachOptions},
+        xdp::XdpLinkId,
+    },
+};
+use overlay::netns;
+use overlay_bench_common::{BoundHop, map_names, program_names};
+use overlay_common::ipv4_key;
+
+/// The object file built from bench/ebpf by this crate's build script.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/overlay-bench-ebpf.o"));
+
+/// Where the bound's program sends packets for one container address.
+#[derive(Clone, Debug)]
+pub struct BoundHopSpec {
+    pub ip: Ipv4Addr,
+    /// The interface the packet leaves by, in the host's namespace.
+    pub interface: String,
+    /// Into the namespace of `interface`'s veth peer (`redirect_peer`), not out of it.
+    pub to_peer: bool,
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+}
+
+/// The benchmark's object on one host.
+pub struct BenchEbpf {
+    ebpf: Ebpf,
+    /// The host's namespace: interfaces are looked up and programs attached in it.
+    ns: String,
+    bound_links: BTreeMap<String, SchedClassifierLinkId>,
+    underlay_xdp: Option<XdpLinkId>,
+}
+
+impl BenchEbpf {
+    /// Loads the object for the host whose namespace is `ns` and whose datapath pins its
+    /// maps under `pin_dir` (like `bpftool prog loadall ... pinmaps PIN_DIR/maps`).
+    pub fn load(ns: &str, pin_dir: &Path) -> anyhow::Result<Self> {
+        let maps = pin_dir.join("maps");
+        let ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&maps)
+            .load(OBJECT)
+            .with_context(|| format!("loading the benchmark's eBPF object against {}", maps.display()))?;
+        Ok(BenchEbpf { ebpf, ns: ns.to_owned(), bound_links: BTreeMap::new(), underlay_xdp: None })
+    }
+
+    /// Adds or replaces a hop of the bound (`OVL_BOUND_HOPS`).
+    pub fn set_bound_hop(&mut self, spec: &BoundHopSpec) -> anyhow::Result<()> {
+        let ifindex = self.ifindex(&spec.interface)?;
+        let hop = BoundHop { ifindex, to_peer: u32::from(spec.to_peer), dmac: spec.dmac, smac: spec.smac };
+        let map = self.ebpf.map_mut(map_names::BOUND_HOPS).context("no bound hops map in the bench object")?;
+        let mut hops: HashMap<_, u32, BoundHop> = HashMap::try_from(map)?;
+        hops.insert(ipv4_key(spec.ip.octets()), hop, 0)?;
+        Ok(())
+    }
+
+    /// Attaches the bound's program at TCX ingress of `interface` (no-op when it is).
+    /// On the underlay, attach it only while the datapath's own program is detached:
+    /// whichever runs first passes the other's packets to the host.
+    pub fn attach_bound(&mut self, interface: &str) -> anyhow::Result<()> {
+        if self.bound_links.contains_key(interface) {
+            return Ok(());
+        }
+        let program = classifier(&mut self.ebpf, program_names::BOUND_REDIRECT)?;
+        let options = TcAttachOptions::TcxOrder(LinkOrder::default());
+        let link = netns::run_in(&self.ns, || program.attach_with_options(interface, TcAttachType::Ingress, options))?
+            .with_context(|| format!("attaching the bound to {interface}"))?;
+        self.bound_links.insert(interface.to_owned(), link);
+        Ok(())
+    }
+
+    /// Detaches what [`BenchEbpf::attach_bound`] attached to `interface` (no-op when nothing is).
+    pub fn detach_bound(&mut self, interface: &str) -> anyhow::Result<()> {
+        let Some(link) = self.bound_links.remove(interface) else { return Ok(()) };
+        classifier(&mut self.ebpf, program_names::BOUND_REDIRECT)?.detach(link)?;
+        Ok(())
+    }
+
+    /// Attaches the XDP decapsulation to the underlay interface (like `ip link set DEV
+    /// xdp obj ...`), no-op when it is. Containers must have NAPI on their eth0 (GRO
+    /// on, or an XDP program) or redirected frames are dropped by the veth.
+    pub fn attach_underlay_xdp(&mut self, interface: &str) -> anyhow::Result<()> {
+        if self.underlay_xdp.is_some() {
+            return Ok(());
+        }
+        let program = xdp(&mut self.ebpf)?;
+        let link = netns::run_in(&self.ns, || program.attach(interface, XdpMode::default()))?
+            .with_context(|| format!("attaching XDP to {interface}"))?;
+        self.underlay_xdp = Some(link);
+        Ok(())
+    }
+
+    /// Detaches what [`BenchEbpf::attach_underlay_xdp`] attached (no-op when nothing is).
+    pub fn detach_underlay_xdp(&mut self) -> anyhow::Result<()> {
+        let Some(link) = self.underlay_xdp.take() else { return Ok(()) };
+        xdp(&mut self.ebpf)?.detach(link)?;
+        Ok(())
+    }
+
+    fn ifindex(&self, interface: &str) -> anyhow::Result<u32> {
+        netns::run_in(&self.ns, || nix::net::if_::if_nametoindex(interface))?
+            .with_context(|| format!("no interface {interface} in {}", self.ns))
+    }
+}
+
+/// A TC program of the object, loaded the first time it is asked for.
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut SchedClassifier> {
+    let program: &mut SchedClassifier =
+        ebpf.program_mut(name).with_context(|| format!("no program {name} in the bench object"))?.try_into()?;
+    if program.fd().is_err() {
+        program.load().with_context(|| format!("loading {name}"))?;
+    }
+    Ok(program)
+}
+
+/// The XDP decapsulation, loaded the first time it is asked for.
+fn xdp(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
+    let name = program_names::FROM_UNDERLAY_XDP;
+    let program: &mut Xdp =
+        ebpf.program_mut(name).with_context(|| format!("no program {name} in the bench object"))?.try_into()?;
+    if program.fd().is_err() {
+        program.load().with_context(|| format!("loading {name}"))?;
+    }
+    Ok(program)
+}

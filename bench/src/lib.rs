@@ -1,0 +1,14 @@
+//! `cargo xtask bench` (`overlay-bench`) and the experiments measured beside it
+//! (`underlay-hook-bench`), on the simulated hosts of the tests' harness (overlay-tests).
+//! The harness builds labs, hosts, containers and daemons; this crate measures on them,
+//! with its own eBPF object for the reference paths (bench/ebpf), which the agent never
+//! loads.
+
+pub mod agents;
+pub mod datapath;
+pub mod dns;
+pub mod ebpf;
+pub mod ipam;
+pub mod mesh;
+pub mod tables;
+pub mod veth_bound;
