@@ -50,7 +50,7 @@ fn text(view: &ClusterView, store: &str) -> String {
             let _ = writeln!(out, "Manager: {}{address}", m.name);
         }
         None => {
-            let _ = writeln!(out, "Manager: none leading (node health is Unknown until one runs)");
+            let _ = writeln!(out, "Manager: none leading (health read from the nodes' leases)");
         }
     }
     let _ = writeln!(out, "Nodes: {}", view.nodes.len());
@@ -91,7 +91,7 @@ fn as_json(view: &ClusterView, store: &str) -> serde_json::Value {
                 "kernel_version": r.kernel_version,
                 "os": r.os,
                 "agent_version": r.agent_version,
-                "heartbeat_age_secs": node.health.as_ref().map(|h| h.heartbeat_age_secs),
+                "heartbeat_age_secs": node.heartbeat_age_secs(),
                 "checked_by": node.health.as_ref().map(|h| h.checked_by.clone()),
             })
         })

@@ -1,24 +1,41 @@
 //! The cluster as `overlay list` and `overlay info` show it, read from the store.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use serde::Serialize;
 
-use super::{ClusterError, HealthRecord, ManagerRecord, NodeRecord, keys};
+use super::{ClusterError, Health, HealthRecord, ManagerRecord, NodeRecord, health::classify, keys};
 use crate::store::Store;
 
-/// A live node and the leading manager's verdict on it (none if no manager leads).
+/// A live node and its health.
 #[derive(Clone, Debug, Serialize)]
 pub struct NodeView {
     #[serde(flatten)]
     pub record: NodeRecord,
+    /// The leading manager's verdict (none before its first check of this node, or when
+    /// no manager leads).
     pub health: Option<HealthRecord>,
+    /// Without a verdict: the node's lease as this view read it, judged by the manager's
+    /// rule (status, seconds since the last heartbeat). A node that has just joined has
+    /// a fresh lease, so it is Healthy before any manager has looked at it.
+    pub lease_health: Option<(Health, i64)>,
 }
 
 impl NodeView {
-    /// "Healthy", "Unhealthy", or "Unknown" when no manager has judged the node yet.
+    /// "Healthy" or "Unhealthy": the manager's verdict, else what the node's lease says.
+    /// "Unknown" only for a record without a lease (written by hand) or whose lease
+    /// expired while the view was read (the node is leaving).
     pub fn status(&self) -> String {
-        self.health.as_ref().map_or_else(|| "Unknown".to_owned(), |h| h.status.to_string())
+        match (&self.health, self.lease_health) {
+            (Some(verdict), _) => verdict.status.to_string(),
+            (None, Some((status, _))) => status.to_string(),
+            (None, None) => "Unknown".to_owned(),
+        }
+    }
+
+    /// Seconds since the node's last heartbeat, as the verdict or the lease read gives it.
+    pub fn heartbeat_age_secs(&self) -> Option<i64> {
+        self.health.as_ref().map(|h| h.heartbeat_age_secs).or(self.lease_health.map(|(_, age)| age))
     }
 }
 
@@ -32,7 +49,7 @@ pub struct ClusterView {
 }
 
 /// Reads the nodes, their health and the leader. Malformed values are logged and
-/// skipped, never fatal.
+/// skipped, never fatal. A node without a verdict costs one lease request.
 pub async fn read<S: Store>(store: &S) -> Result<ClusterView, ClusterError> {
     let mut skipped = Vec::new();
     let mut health: BTreeMap<String, HealthRecord> = BTreeMap::new();
@@ -58,7 +75,14 @@ pub async fn read<S: Store>(store: &S) -> Result<ClusterView, ClusterError> {
         match serde_json::from_slice::<NodeRecord>(&entry.value) {
             Ok(record) if record.id == id => {
                 let health = health.remove(id);
-                nodes.push(NodeView { record, health });
+                let lease_health = match (&health, entry.lease) {
+                    (None, Some(lease)) => store.lease_status(lease).await?.map(|lease| {
+                        let heartbeat = Duration::from_millis(record.heartbeat_ms);
+                        classify(lease.granted_ttl, lease.remaining_ttl, heartbeat)
+                    }),
+                    _ => None,
+                };
+                nodes.push(NodeView { record, health, lease_health });
             }
             Ok(record) => {
                 tracing::warn!("skipping {}: it holds the record of node {}", entry.key, record.id);
