@@ -48,7 +48,18 @@ enum Task {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+/// A failure is one line (the error and its causes), whatever RUST_BACKTRACE says.
+fn main() -> std::process::ExitCode {
+    match run_task() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_task() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let root = workspace_root()?;
     match cli.command {

@@ -1,85 +1,42 @@
-//! Installing what is missing on a fresh machine. Every step checks first, so a
-//! second run takes a second or two.
+//! The eBPF toolchain: nightly's rust-src (for `-Z build-std=core`) and bpf-linker
+//! built against nightly's own libLLVM.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context, bail};
 
 use crate::run;
 
-/// Debian packages: iproute2 (namespaces, veth, bridge, vxlan), etcd-server (the
-/// cluster store in tests), iperf3 and iputils-ping (traffic), bpftool and tcpdump
-/// (inspection), dnsutils (dig), protobuf-compiler (etcd-client's build needs protoc),
-/// openssl (the store TLS tests make their CA with it), docker.io and busybox-static
-/// (the Docker plugin tests run dockerd with a busybox image made by `docker import`).
-const APT_PACKAGES: &[&str] = &[
-    "iproute2",
-    "etcd-server",
-    "iperf3",
-    "iputils-ping",
-    "bpftool",
-    "tcpdump",
-    "dnsutils",
-    "protobuf-compiler",
-    "libprotobuf-dev",
-    "openssl",
-    "docker.io",
-    "busybox-static",
-];
-
-pub fn all(root: &Path) -> anyhow::Result<()> {
-    apt_packages()?;
-    nightly_rust_src()?;
-    bpf_linker(root)?;
-    Ok(())
-}
-
-fn apt_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !dpkg_installed(p)).collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    eprintln!("xtask setup: installing {}", missing.join(" "));
-    run::status(Command::new("apt-get").args(["update", "-qq"]))?;
-    run::status(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-}
-
-fn dpkg_installed(package: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", package])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-        .unwrap_or(false)
-}
-
-fn nightly_rust_src() -> anyhow::Result<()> {
-    let installed = run::output("rustup", &["component", "list", "--toolchain", "nightly", "--installed"])
-        .context("the nightly toolchain is needed for the eBPF crate; `rustup toolchain list` should show it")?;
+pub fn nightly_rust_src() -> anyhow::Result<()> {
+    let Ok(installed) = run::output("rustup", &["component", "list", "--toolchain", "nightly", "--installed"]) else {
+        bail!(
+            "xtask setup: the nightly toolchain is missing (the eBPF crate needs it): `rustup toolchain install nightly --component rust-src`"
+        );
+    };
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         return Ok(());
     }
     eprintln!("xtask setup: adding rust-src to nightly");
-    run::status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+    if run::status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"])).is_err() {
+        bail!("xtask setup: nightly's rust-src cannot be added: `rustup component add rust-src --toolchain nightly`");
+    }
+    Ok(())
 }
 
 /// bpf-linker has no prebuilt binary here and Debian's LLVM is too old, so it is built
 /// against the nightly toolchain's own libLLVM. The linker keeps a RUNPATH to the prefix
 /// it was built with, so the prefix lives in CARGO_HOME, next to the installed binary.
-fn bpf_linker(_root: &Path) -> anyhow::Result<()> {
+/// Done when `bpf-linker --version` runs.
+pub fn bpf_linker() -> anyhow::Result<()> {
     let prefix = cargo_home()?.join("overlay-llvm-prefix");
     let (lib_name, llvm_major) = nightly_llvm()?;
     let sysroot = run::output("rustc", &["+nightly", "--print", "sysroot"])?;
     let library = PathBuf::from(sysroot.trim()).join("lib").join(&lib_name);
     if !library.exists() {
-        bail!("{} not found: the nightly toolchain ships no libLLVM to build bpf-linker with", library.display());
+        bail!(
+            "xtask setup: {} not found: this nightly ships no libLLVM to build bpf-linker with; `rustup update nightly`",
+            library.display()
+        );
     }
     let lib_dir = prefix.join("lib");
     std::fs::create_dir_all(&lib_dir)?;
@@ -90,17 +47,45 @@ fn bpf_linker(_root: &Path) -> anyhow::Result<()> {
             std::os::unix::fs::symlink(&library, &path)?;
         }
     }
-    let works = Command::new("bpf-linker").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
-    if works {
+    if bpf_linker_runs() {
         return Ok(());
     }
     eprintln!("xtask setup: building bpf-linker against nightly's LLVM {llvm_major} (about 90 s)");
-    run::status(
+    let built = run::status(
         Command::new("cargo")
             .args(["install", "bpf-linker", "--version", "^0.13", "--force", "--no-default-features"])
             .args(["--features", &format!("llvm-{llvm_major}")])
             .env("LLVM_PREFIX", &prefix),
-    )
+    );
+    if built.is_err() {
+        bail!(
+            "xtask setup: bpf-linker did not build (output above): `cargo install bpf-linker --version ^0.13 --no-default-features --features llvm-{llvm_major}` with LLVM_PREFIX={}",
+            prefix.display()
+        );
+    }
+    if !bpf_linker_runs() {
+        bail!(
+            "xtask setup: bpf-linker was installed but `bpf-linker --version` fails: is {} on PATH, and {} in place?",
+            cargo_home()?.join("bin").display(),
+            library.display()
+        );
+    }
+    Ok(())
+}
+
+fn bpf_linker_runs() -> bool {
+    Command::new("bpf-linker").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+/// `bpf-linker --version` and `rustc +nightly -V`, for the setup checks' stamp.
+pub fn fingerprint() -> String {
+    ["bpf-linker --version", "rustc +nightly -V"]
+        .iter()
+        .map(|line| {
+            let words: Vec<&str> = line.split(' ').collect();
+            run::output(words[0], &words[1..]).unwrap_or_else(|_| "-\n".into())
+        })
+        .collect()
 }
 
 /// The SONAME of nightly's libLLVM (libLLVM.so.MAJOR.MINOR-rust-RELEASE) and LLVM's
