@@ -25,10 +25,30 @@ pub fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     cargo_with_env(root, args, &[])
 }
 
-pub fn cargo_with_env(root: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> anyhow::Result<()> {
+/// `cargo` in `root`, without what `cargo run` told xtask about xtask itself
+/// (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...): build scripts such as ring's rerun when
+/// those change, so a build started from xtask would otherwise redo a minute of work
+/// that a plain `cargo build` just did, and the other way round.
+fn cargo_command(root: &Path) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
-    command.args(args).current_dir(root);
+    command.current_dir(root);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let about_xtask = key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || ["CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE", "CARGO_RUSTC_CURRENT_DIR"]
+                .contains(&key.as_ref());
+        if about_xtask {
+            command.env_remove(key.as_ref());
+        }
+    }
+    command
+}
+
+pub fn cargo_with_env(root: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> anyhow::Result<()> {
+    let mut command = cargo_command(root);
+    command.args(args);
     for (key, value) in env {
         command.env(key, value);
     }
@@ -39,9 +59,8 @@ pub fn cargo_with_env(root: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> any
 /// test binary's result: `tests: N passed, M failed`.
 pub fn cargo_test(root: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> anyhow::Result<()> {
     use std::io::{BufRead, BufReader};
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command.args(args).current_dir(root).stdout(std::process::Stdio::piped());
+    let mut command = cargo_command(root);
+    command.args(args).stdout(std::process::Stdio::piped());
     for (key, value) in env {
         command.env(key, value);
     }
