@@ -291,8 +291,20 @@ impl Drop for Lab {
                 eprintln!("lab teardown: {e:#}");
             }
         }
+        // The resolv.conf files that agents wrote for their containers (`ip netns exec`
+        // reads /etc/netns/NS/): an agent that was killed could not remove them.
+        if let Ok(dirs) = std::fs::read_dir(NETNS_ETC) {
+            for dir in dirs.flatten() {
+                if dir.file_name().to_string_lossy().starts_with(&format!("{}-", self.prefix)) {
+                    let _ = std::fs::remove_dir_all(dir.path());
+                }
+            }
+        }
     }
 }
+
+/// Where `ip netns exec NS` finds the files it binds over /etc for NS.
+pub const NETNS_ETC: &str = "/etc/netns";
 
 fn delete_ns(ns: &str) -> anyhow::Result<()> {
     // Processes left in the namespace (started by others) would keep its interfaces.

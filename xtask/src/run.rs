@@ -102,7 +102,7 @@ pub fn program_with_env(program: &Path, args: &[&str], env: &[(&str, &OsStr)]) -
     status(&mut command)
 }
 
-/// Deletes network namespaces (and their pins) left by a test run that was killed
+/// Deletes network namespaces (and their pins and container resolv.conf files) left by a test run that was killed
 /// before its labs could clean up. Only the labs' `ovt-pPID-…` names are touched, and
 /// only those whose owning process is gone: labs of a run still going on (another
 /// checkout's tests, a benchmark) are left alone.
@@ -120,6 +120,15 @@ pub fn remove_stale_labs() -> anyhow::Result<()> {
         output("ip", &["netns", "del", name])?;
         let _ = std::fs::remove_dir_all(Path::new("/run/overlay/bpffs").join(name));
         eprintln!("xtask: removed stale namespace {name}");
+    }
+    // Container resolv.conf files (/etc/netns/NS/) that killed agents left behind.
+    if let Ok(dirs) = std::fs::read_dir("/etc/netns") {
+        for dir in dirs.flatten() {
+            let name = dir.file_name().to_string_lossy().into_owned();
+            if name.starts_with("ovt-") && !lab_owner_alive(&name) {
+                let _ = std::fs::remove_dir_all(dir.path());
+            }
+        }
     }
     Ok(())
 }
