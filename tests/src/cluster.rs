@@ -395,6 +395,24 @@ pub fn start_container_agent_ttl(
 ) -> anyhow::Result<Daemon> {
     let host = lab.host(host);
     let args = container_agent_args_ttl(scratch, store, lab, host, ttl_secs)?;
+    spawn_container_agent(scratch, host, &args)
+}
+
+/// [`start_container_agent`] with more of the agent's options (e.g. `--docker ...`).
+pub fn start_container_agent_with(
+    scratch: &Scratch,
+    store: &str,
+    lab: &Lab,
+    host: &str,
+    extra: &[String],
+) -> anyhow::Result<Daemon> {
+    let host = lab.host(host);
+    let mut args = container_agent_args(scratch, store, lab, host)?;
+    args.extend_from_slice(extra);
+    spawn_container_agent(scratch, host, &args)
+}
+
+fn spawn_container_agent(scratch: &Scratch, host: &Host, args: &[String]) -> anyhow::Result<Daemon> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Daemon::spawn_entered(host, &host.name, &args, &scratch.path(&format!("{}.log", host.name)))
 }

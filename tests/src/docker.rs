@@ -163,6 +163,27 @@ impl Dockerd {
         Ok((out.status.success(), text))
     }
 
+    /// The options that make `overlay agent` serve the plugin to this dockerd: its
+    /// plugin socket, dockerd's API socket, the DNS that dockerd's resolv.conf names,
+    /// and the plugin's state in `state_dir`.
+    pub fn agent_args(&self, state_dir: &Path) -> Vec<String> {
+        let plugin = self.plugin_socket(PLUGIN);
+        [
+            "--docker",
+            "--docker-plugin-socket",
+            &plugin.to_string_lossy(),
+            "--docker-socket",
+            &self.socket.to_string_lossy(),
+            "--docker-dns",
+            DNS_LISTEN,
+            "--docker-state-dir",
+            &state_dir.to_string_lossy(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
     /// Where the plugin named `name` must listen for this dockerd to find it.
     pub fn plugin_socket(&self, name: &str) -> PathBuf {
         self.plugins.join(format!("{name}.sock"))

@@ -1,84 +1,192 @@
-//! `cargo xtask demo`: the reference scenario (../shared/SCENARIO.md, steps 1–9) on
-//! simulated hosts, with the product's own commands, printed as a user would see them.
-//! Everything it starts is stopped and removed when it ends, on success or failure.
+//! `cargo xtask demo`: the reference scenario (../shared/SCENARIO.md, steps 1–10) on
+//! simulated hosts, with the product's own commands and Docker's, printed as a user
+//! would type them and see them. Everything it starts is stopped and removed when it
+//! ends, on success or failure.
+//!
+//! Each step is one function in [`STEPS`]; what later steps need from earlier ones
+//! (the store's URL, the daemons, where a container was placed) is in [`Demo`].
 
-use std::time::Duration;
+use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use overlay_tests::{
     Lab,
-    cluster::{self, Daemon, Scratch},
+    cluster::{self, Daemon, Scratch, wait_for},
+    docker::{self, Dockerd},
     etcd::Etcd,
 };
 
-fn step(n: &str, title: &str) {
-    println!("\n=== {n}. {title}");
+/// The host whose agent also serves Docker, with a real dockerd beside it.
+const DOCKER_HOST: &str = "agt01";
+const AGENTS: [&str; 3] = ["agt01", "agt02", "agt03"];
+
+type Step = fn(&mut Demo) -> anyhow::Result<()>;
+
+/// The walkthrough: (number, title, what it does), in order.
+const STEPS: &[(&str, &str, Step)] = &[
+    ("1", "Store: etcd on store01, listening on 192.168.1.140:2379", store),
+    ("2", "Manager on mgr01", manager),
+    ("3", "Agents join: the host daemon on agt01, agt02, agt03 (agt01 also runs dockerd)", agents_join),
+    ("4", "Duplicate identity: agt03 cloned from agt01 (same identity file) is refused", duplicate_identity),
+    ("5", "List nodes (from any host)", list_nodes),
+    ("6", "Cluster info (manager's view), right after the joins", cluster_info),
+    ("7", "Create the overlay network once, from any host", create_network),
+    ("8", "Run two containers from the manager: spread over the agents", run_containers),
+    ("9", "Inside busybox02, ping busybox01 by name, across hosts", ping_by_name),
+    ("10", "Docker: the plugin on agt01; a Docker container and native ones on one overlay", docker_step),
+];
+
+/// What the steps share. Dropped in order: Docker containers (while the plugin still
+/// answers), dockerd, the overlay daemons, etcd; the lab then deletes the namespaces.
+struct Demo<'a> {
+    lab: &'a Lab,
+    scratch: &'a Scratch,
+    etcd: Option<Etcd>,
+    /// The cluster's store URL (`etcd://…/my_cluster`).
+    store: String,
+    daemons: Vec<Daemon>,
+    dockerd: Option<Dockerd>,
+    /// Container name → the agent it was placed on (step 8).
+    placed: BTreeMap<String, String>,
 }
 
-/// Runs `overlay ARGS` on `host` (the store option before any `--`), prints the command
-/// line and its output, and fails if it fails.
-fn overlay(lab: &Lab, host: &str, store: &str, args: &[&str]) -> anyhow::Result<String> {
-    let mut all = args.to_vec();
-    let at = all.iter().position(|a| *a == "--").unwrap_or(all.len());
-    all.splice(at..at, ["--store", store]);
-    println!("{host}$ overlay {}", args.join(" "));
-    let out = cluster::overlay(lab.host(host), &all)?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    print!("{stdout}");
-    if !out.status.success() {
-        bail!("overlay {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+impl Drop for Demo<'_> {
+    fn drop(&mut self) {
+        if let Some(dockerd) = &self.dockerd {
+            dockerd.remove_all_containers();
+        }
+        self.dockerd = None;
+        self.daemons.clear();
+        self.etcd = None;
     }
-    Ok(stdout)
 }
 
 fn main() -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     println!("Simulated hosts: network namespaces joined by an underlay bridge in its own namespace.");
     let lab = Lab::scenario("demo")?;
     for host in &lab.hosts {
         println!("  {:<8} {:<15} (netns {})", host.name, host.ip, host.ns);
     }
     let scratch = Scratch::new("demo")?;
-    let mut daemons: Vec<Daemon> = Vec::new();
-    let result = walk(&lab, &scratch, &mut daemons);
+    let mut demo = Demo {
+        lab: &lab,
+        scratch: &scratch,
+        etcd: None,
+        store: String::new(),
+        daemons: Vec::new(),
+        dockerd: None,
+        placed: BTreeMap::new(),
+    };
+    let mut result = Ok(());
+    for (n, title, run) in STEPS {
+        println!("\n=== {n}. {title}");
+        result = run(&mut demo).with_context(|| format!("step {n}, {title}"));
+        if result.is_err() {
+            break;
+        }
+    }
     if result.is_err() {
-        for d in &daemons {
+        for d in &demo.daemons {
             eprintln!("--- log of {} ---\n{}", d.name, d.log_tail());
+        }
+        if let Some(dockerd) = &demo.dockerd {
+            eprintln!("{}", dockerd.log_tail());
         }
     }
     println!("\n=== Tearing down the simulated hosts");
+    drop(demo);
+    drop(lab);
+    if result.is_ok() {
+        println!("The whole scenario ran in {:.1} s.", started.elapsed().as_secs_f64());
+    }
     result
 }
 
-fn walk(lab: &Lab, scratch: &Scratch, daemons: &mut Vec<Daemon>) -> anyhow::Result<()> {
-    step("1", "Store: etcd on store01, listening on 192.168.1.140:2379");
-    let etcd = Etcd::start(lab.host("store01"))?;
-    let store = etcd.url("my_cluster");
-    println!("store URL: {store}");
-
-    step("2", "Manager on mgr01");
-    daemons.push(cluster::start_manager(scratch, &store, lab.host("mgr01"))?);
-    println!("mgr01$ overlay manage --store {store}");
-
-    step("3", "Agents join: the host daemon on agt01, agt02, agt03");
-    for name in ["agt01", "agt02", "agt03"] {
-        let ip = lab.host(name).ip;
-        println!("{name}$ overlay agent --store {store} --advertise {ip}");
-        daemons.push(cluster::start_container_agent(scratch, &store, lab, name)?);
+impl Demo<'_> {
+    /// Runs `overlay ARGS` on `host` (the store option before any `--`), prints the
+    /// command line and its output, and fails if it fails.
+    fn overlay(&self, host: &str, args: &[&str]) -> anyhow::Result<String> {
+        println!("{host}$ overlay {}", args.join(" "));
+        let out = cluster::overlay_ok(self.lab, host, &self.store, args)?;
+        print!("{out}");
+        Ok(out)
     }
-    let agents: Vec<&overlay_tests::Host> = ["agt01", "agt02", "agt03"].iter().map(|n| lab.host(n)).collect();
-    cluster::wait_for_list(lab.host("mgr01"), &store, &agents, Duration::from_secs(20))?;
 
-    step("4", "Duplicate identity: agt03 cloned from agt01 (same identity file) is refused");
-    let clone_state = scratch.path("agt03-clone-state");
+    fn dockerd(&self) -> anyhow::Result<&Dockerd> {
+        self.dockerd.as_ref().context("no dockerd runs")
+    }
+
+    /// Runs `docker ARGS` against the Docker host's dockerd, printing it as typed there.
+    fn docker(&self, args: &[&str]) -> anyhow::Result<String> {
+        println!("{DOCKER_HOST}$ docker {}", args.join(" "));
+        let out = self.dockerd()?.docker(args)?;
+        print!("{out}");
+        Ok(out)
+    }
+
+    /// A container of step 8 that runs on another host than dockerd's: (name, host).
+    fn native_elsewhere(&self) -> anyhow::Result<(String, String)> {
+        self.placed
+            .iter()
+            .find(|(_, host)| *host != DOCKER_HOST)
+            .map(|(name, host)| (name.clone(), host.clone()))
+            .context("step 8 placed no container away from the Docker host")
+    }
+}
+
+fn store(demo: &mut Demo) -> anyhow::Result<()> {
+    let etcd = Etcd::start(demo.lab.host("store01"))?;
+    demo.store = etcd.url("my_cluster");
+    println!("store01$ etcd --listen-client-urls http://192.168.1.140:2379 ...");
+    println!("store URL: {}", demo.store);
+    demo.etcd = Some(etcd);
+    Ok(())
+}
+
+fn manager(demo: &mut Demo) -> anyhow::Result<()> {
+    demo.daemons.push(cluster::start_manager(demo.scratch, &demo.store, demo.lab.host("mgr01"))?);
+    println!("mgr01$ overlay manage --store {}", demo.store);
+    Ok(())
+}
+
+fn agents_join(demo: &mut Demo) -> anyhow::Result<()> {
+    let resolver: Ipv4Addr = docker::DNS_LISTEN.split(':').next().unwrap_or_default().parse()?;
+    for name in AGENTS {
+        let ip = demo.lab.host(name).ip;
+        let mut extra = Vec::new();
+        let mut shown = String::new();
+        if name == DOCKER_HOST {
+            // dockerd names only the agent's resolver, which answers the cluster's names
+            // and forwards the rest (docs/docker.md).
+            println!("{name}$ dockerd --iptables=false --bridge=none   # resolv.conf: nameserver {resolver}");
+            let dockerd = Dockerd::start(demo.lab.host(name), resolver)?;
+            // The image: `docker import` of Debian's busybox-static; nothing is pulled.
+            dockerd.docker(&["tag", docker::IMAGE, "busybox"])?;
+            extra = dockerd.agent_args(&demo.scratch.path("agt01-docker"));
+            demo.dockerd = Some(dockerd);
+            shown = " --docker".into();
+        }
+        println!("{name}$ overlay agent --store {} --advertise {ip}{shown}", demo.store);
+        demo.daemons.push(cluster::start_container_agent_with(demo.scratch, &demo.store, demo.lab, name, &extra)?);
+    }
+    let agents: Vec<&overlay_tests::Host> = AGENTS.iter().map(|n| demo.lab.host(n)).collect();
+    cluster::wait_for_list(demo.lab.host("mgr01"), &demo.store, &agents, Duration::from_secs(20))?;
+    Ok(())
+}
+
+fn duplicate_identity(demo: &mut Demo) -> anyhow::Result<()> {
+    let clone_state = demo.scratch.path("agt03-clone-state");
     std::fs::create_dir_all(&clone_state)?;
-    std::fs::copy(cluster::state_dir(scratch, lab.host("agt01")).join("node-id"), clone_state.join("node-id"))?;
-    let ip = lab.host("agt03").ip.to_string();
+    let original = cluster::state_dir(demo.scratch, demo.lab.host("agt01")).join("node-id");
+    std::fs::copy(original, clone_state.join("node-id"))?;
+    let ip = demo.lab.host("agt03").ip.to_string();
     let clone = cluster::overlay(
-        lab.host("agt03"),
+        demo.lab.host("agt03"),
         &[
             "agent",
             "--store",
-            &store,
+            &demo.store,
             "--advertise",
             &ip,
             "--state-dir",
@@ -91,56 +199,105 @@ fn walk(lab: &Lab, scratch: &Scratch, daemons: &mut Vec<Daemon>) -> anyhow::Resu
     )?;
     println!("agt03$ overlay agent --state-dir <copy of agt01's> ...");
     let message = String::from_utf8_lossy(&clone.stderr);
-    print!("{}", message.lines().filter(|l| !l.contains(" INFO ")).collect::<Vec<_>>().join("\n"));
-    println!();
+    println!("{}", message.lines().filter(|l| !l.contains(" INFO ")).collect::<Vec<_>>().join("\n"));
     if clone.status.success() {
         bail!("the cloned agent was not refused");
     }
+    Ok(())
+}
 
-    step("5", "List nodes (from any host)");
-    overlay(lab, "agt02", &store, &["list"])?;
+fn list_nodes(demo: &mut Demo) -> anyhow::Result<()> {
+    demo.overlay("agt02", &["list"]).map(drop)
+}
 
-    step("6", "Cluster info (manager's view)");
-    overlay(lab, "mgr01", &store, &["info"])?;
+fn cluster_info(demo: &mut Demo) -> anyhow::Result<()> {
+    let info = demo.overlay("mgr01", &["info"])?;
+    let healthy = info.lines().filter(|l| l.trim_end().ends_with("Status: Healthy")).count();
+    if healthy != AGENTS.len() {
+        bail!("`overlay info` shows {healthy} of {} nodes Healthy", AGENTS.len());
+    }
+    Ok(())
+}
 
-    step("7", "Create the overlay network once, from any host");
-    overlay(
-        lab,
-        "mgr01",
-        &store,
-        &["network", "create", "--driver", "overlay", "--subnet", "10.0.9.0/24", "my_network"],
-    )?;
+fn create_network(demo: &mut Demo) -> anyhow::Result<()> {
+    demo.overlay("mgr01", &["network", "create", "--driver", "overlay", "--subnet", "10.0.9.0/24", "my_network"])?;
     for host in ["agt01", "agt03"] {
-        overlay(lab, host, &store, &["network", "ls"])?;
+        demo.overlay(host, &["network", "ls"])?;
     }
+    Ok(())
+}
 
-    step("8", "Run two containers from the manager: spread over the agents");
-    overlay(lab, "mgr01", &store, &["run", "--name", "busybox01", "--net", "my_network", "--", "sleep", "3600"])?;
-    overlay(lab, "mgr01", &store, &["run", "--name", "busybox02", "--net", "my_network", "--", "sleep", "3600"])?;
-    let ps = overlay(lab, "mgr01", &store, &["ps"])?;
-    let node_of = |name: &str| {
-        ps.lines().find_map(|l| l.split_whitespace().next()?.strip_suffix(&format!("/{name}")).map(str::to_owned))
-    };
-    let (Some(node1), Some(node2)) = (node_of("busybox01"), node_of("busybox02")) else {
-        bail!("ps shows no placement")
-    };
-    if node1 == node2 {
-        bail!("both containers were placed on {node1}");
+fn run_containers(demo: &mut Demo) -> anyhow::Result<()> {
+    for name in ["busybox01", "busybox02"] {
+        demo.overlay("mgr01", &["run", "--name", name, "--net", "my_network", "--", "sleep", "3600"])?;
     }
+    let ps = demo.overlay("mgr01", &["ps"])?;
+    for name in ["busybox01", "busybox02"] {
+        let node = ps
+            .lines()
+            .find_map(|l| l.split_whitespace().next()?.strip_suffix(&format!("/{name}")).map(str::to_owned))
+            .with_context(|| format!("`overlay ps` does not show where {name} runs"))?;
+        demo.placed.insert(name.to_owned(), node);
+    }
+    if demo.placed["busybox01"] == demo.placed["busybox02"] {
+        bail!("both containers were placed on {}", demo.placed["busybox01"]);
+    }
+    Ok(())
+}
 
-    step("9", "Inside busybox02, ping busybox01 by name, across hosts");
-    overlay(lab, &node2, &store, &["exec", "busybox02", "--", "ping", "-c", "3", "-i", "0.2", "busybox01"])?;
-
+fn ping_by_name(demo: &mut Demo) -> anyhow::Result<()> {
+    let node2 = demo.placed["busybox02"].clone();
+    demo.overlay(&node2, &["exec", "busybox02", "--", "ping", "-c", "3", "-i", "0.2", "busybox01"])?;
     println!("\nDatapath counters on {node2}:");
-    let pin_dir = lab.host(&node2).pin_dir.to_string_lossy().into_owned();
+    let pin_dir = demo.lab.host(&node2).pin_dir.to_string_lossy().into_owned();
     let bin = overlay_tests::bin::overlay_bin()?;
-    print!(
-        "{}",
-        overlay_tests::cmd::run_in(
-            &lab.host(&node2).ns,
-            &[bin.to_str().unwrap_or("overlay"), "stats", "--pin-dir", &pin_dir]
-        )?
-    );
-    drop(etcd);
+    let bin = bin.to_str().context("overlay path is not UTF-8")?;
+    print!("{}", overlay_tests::cmd::run_in(&demo.lab.host(&node2).ns, &[bin, "stats", "--pin-dir", &pin_dir])?);
+    Ok(())
+}
+
+fn docker_step(demo: &mut Demo) -> anyhow::Result<()> {
+    let plugin = docker::PLUGIN;
+    // The cluster network of step 7 has this subnet: the Docker network binds to it.
+    demo.docker(&[
+        "network",
+        "create",
+        "-d",
+        plugin,
+        "--ipam-driver",
+        plugin,
+        "--subnet",
+        "10.0.9.0/24",
+        "my_network",
+    ])?;
+    let ls = demo.docker(&["network", "ls"])?;
+    if !ls.lines().any(|l| l.split_whitespace().nth(1) == Some("my_network")) {
+        bail!("`docker network ls` does not show my_network");
+    }
+    let networks = demo.overlay(DOCKER_HOST, &["network", "ls"])?;
+    if networks.lines().filter(|l| l.contains("my_network")).count() != 1 {
+        bail!("the Docker network did not bind to the cluster's my_network");
+    }
+
+    demo.docker(&["run", "-d", "--net=my_network", "--name", "busybox03", "busybox", "sleep", "3600"])?;
+    let (native, native_host) = demo.native_elsewhere()?;
+    println!("# {native} runs on {native_host}, a native container of step 8");
+    let out = demo.docker(&["exec", "busybox03", "ping", "-c", "3", &native])?;
+    if !out.contains("3 packets received") {
+        bail!("busybox03 did not reach {native}");
+    }
+
+    // dockerd reports a container's name shortly after it started; the plugin then
+    // publishes it. Wait (quietly) until the native container's resolver knows it.
+    wait_for("busybox03's name in the cluster's DNS", Duration::from_secs(10), || {
+        let answer = cluster::overlay_ok(
+            demo.lab,
+            &native_host,
+            &demo.store,
+            &["exec", &native, "--", "dig", "+short", "+tries=1", "+time=1", "busybox03"],
+        )?;
+        Ok(if answer.trim().is_empty() { Err("no answer yet".into()) } else { Ok(()) })
+    })?;
+    demo.overlay(&native_host, &["exec", &native, "--", "ping", "-c", "3", "-i", "0.2", "busybox03"])?;
     Ok(())
 }
