@@ -1,14 +1,17 @@
-//! The etcd v3 backend, through the `etcd-client` crate (gRPC). The client reconnects
-//! by itself; every request here is bounded by the configured timeout.
+//! The etcd v3 backend, through the `etcd-client` crate (gRPC). Each member of the etcd
+//! cluster has its own connection; a request that one member cannot take goes to the
+//! next ([`members`]). Every request is bounded by the configured timeout.
 
+mod members;
 mod txn;
 
-use std::{future::Future, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, Identity,
     PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
+use members::{Members, Repeat};
 use tokio::sync::mpsc;
 
 use super::{
@@ -18,21 +21,23 @@ use super::{
 /// A connection to an etcd v3 cluster, scoped to one cluster prefix.
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
+    members: Arc<Members>,
     /// `/PREFIX/`: prepended to every key.
     root: String,
-    endpoints: String,
     timeout: Duration,
 }
 
 impl EtcdStore {
-    /// Builds the client. No request is sent unless credentials are given (then the
-    /// client authenticates at once).
+    /// Prepares a connection to each member. Nothing is sent yet: a member is connected
+    /// (and, with credentials, authenticated) by the first request that goes to it.
     pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
         let mut options = ConnectOptions::new()
             .with_timeout(config.request_timeout)
             .with_connect_timeout(config.request_timeout)
-            .with_keep_alive(Duration::from_secs(5), config.request_timeout);
+            .with_keep_alive(Duration::from_secs(5), config.request_timeout)
+            // A member cut off from the quorum refuses at once (and ends its watches)
+            // instead of holding requests it cannot serve.
+            .with_require_leader(true);
         let scheme = if let Some(tls) = &config.tls {
             let mut tls_options = TlsOptions::new();
             if let Some(ca) = &tls.ca_pem {
@@ -51,27 +56,8 @@ impl EtcdStore {
         }
         let urls: Vec<String> = config.url.endpoints.iter().map(|e| format!("{scheme}://{e}")).collect();
         let endpoints = config.url.endpoints.join(",");
-        let connecting = Client::connect(&urls, Some(options));
-        let client = match tokio::time::timeout(config.request_timeout, connecting).await {
-            Err(_) => {
-                return Err(StoreError::Timeout { endpoints, operation: "connect", timeout: config.request_timeout });
-            }
-            Ok(Err(error)) => {
-                // etcd answers a bad user or password with "etcdserver: authentication failed".
-                if let (Some(credentials), etcd_client::Error::GRpcStatus(status)) = (&config.credentials, &error)
-                    && (status.message().contains("authentication failed")
-                        || status.message().contains("permission denied"))
-                {
-                    return Err(StoreError::Auth {
-                        user: credentials.user.clone(),
-                        message: status.message().to_owned(),
-                    });
-                }
-                return Err(request_error("connect", error));
-            }
-            Ok(Ok(client)) => client,
-        };
-        Ok(EtcdStore { client, root: format!("/{}/", config.url.prefix), endpoints, timeout: config.request_timeout })
+        let members = Members::new(urls, endpoints, options, config.credentials.clone());
+        Ok(EtcdStore { members, root: format!("/{}/", config.url.prefix), timeout: config.request_timeout })
     }
 
     fn full_key(&self, key: &str) -> String {
@@ -89,22 +75,19 @@ impl EtcdStore {
         })
     }
 
-    async fn bounded<T>(
-        &self,
-        operation: &'static str,
-        request: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, request).await {
-            Ok(result) => result.map_err(|e| request_error(operation, e)),
-            Err(_) => Err(StoreError::Timeout { endpoints: self.endpoints.clone(), operation, timeout: self.timeout }),
-        }
+    /// One request, to whichever member takes it, within the request timeout.
+    async fn call<T, F, Fut>(&self, operation: &'static str, repeat: Repeat, request: F) -> Result<T, StoreError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.members.call(operation, repeat, self.timeout, request).await
     }
 
     /// Compacts the store's history up to `revision` (maintenance; the tests use it to
     /// check that watches recover from compaction).
     pub async fn compact(&self, revision: i64) -> Result<(), StoreError> {
-        let mut client = self.client.clone();
-        self.bounded("compact", client.compact(revision, None)).await.map(|_| ())
+        self.call("compact", Repeat::Safe, |mut c| async move { c.compact(revision, None).await }).await.map(|_| ())
     }
 }
 
@@ -136,28 +119,40 @@ fn request_error(operation: &'static str, error: etcd_client::Error) -> StoreErr
 
 impl Store for EtcdStore {
     fn endpoints(&self) -> String {
-        self.endpoints.clone()
+        self.members.endpoints.clone()
     }
 
     async fn current_revision(&self) -> Result<i64, StoreError> {
-        let mut client = self.client.clone();
+        let key = self.full_key("");
         // A range over one key with count only: the header carries the revision.
         let response = self
-            .bounded("get revision", client.get(self.full_key(""), Some(GetOptions::new().with_count_only())))
+            .call("get revision", Repeat::Safe, |mut c| {
+                let key = key.clone();
+                async move { c.get(key, Some(GetOptions::new().with_count_only())).await }
+            })
             .await?;
         Ok(response.header().map(|h| h.revision()).unwrap_or_default())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
-        let mut client = self.client.clone();
-        let response = self.bounded("get", client.get(self.full_key(key), None)).await?;
+        let key = self.full_key(key);
+        let response = self
+            .call("get", Repeat::Safe, |mut c| {
+                let key = key.clone();
+                async move { c.get(key, None).await }
+            })
+            .await?;
         Ok(response.kvs().first().and_then(|kv| self.entry(kv)))
     }
 
     async fn list(&self, prefix: &str) -> Result<Listing, StoreError> {
-        let mut client = self.client.clone();
-        let response =
-            self.bounded("list", client.get(self.full_key(prefix), Some(GetOptions::new().with_prefix()))).await?;
+        let prefix = self.full_key(prefix);
+        let response = self
+            .call("list", Repeat::Safe, |mut c| {
+                let prefix = prefix.clone();
+                async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+            })
+            .await?;
         Ok(Listing {
             entries: response.kvs().iter().filter_map(|kv| self.entry(kv)).collect(),
             revision: response.header().map(|h| h.revision()).unwrap_or_default(),
@@ -165,9 +160,14 @@ impl Store for EtcdStore {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<(), StoreError> {
-        let mut client = self.client.clone();
-        let options = lease.map(|l| PutOptions::new().with_lease(l));
-        self.bounded("put", client.put(self.full_key(key), value, options)).await.map(|_| ())
+        let key = self.full_key(key);
+        // Writing the same value twice leaves what writing it once does.
+        self.call("put", Repeat::Safe, |mut c| {
+            let (key, value) = (key.clone(), value.clone());
+            async move { c.put(key, value, lease.map(|l| PutOptions::new().with_lease(l))).await }
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn put_if(
@@ -187,8 +187,12 @@ impl Store for EtcdStore {
             .when([compare])
             .and_then([TxnOp::put(full.clone(), value, options)])
             .or_else([TxnOp::get(full, None)]);
-        let mut client = self.client.clone();
-        let response = self.bounded("conditional put", client.txn(txn)).await?;
+        let response = self
+            .call("conditional put", Repeat::Unsafe, |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
         if response.succeeded() {
             return Ok(PutOutcome::Written);
         }
@@ -200,8 +204,14 @@ impl Store for EtcdStore {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        let mut client = self.client.clone();
-        let response = self.bounded("delete", client.delete(self.full_key(key), None::<DeleteOptions>)).await?;
+        let key = self.full_key(key);
+        // Not repeated: a second try would report "was not there".
+        let response = self
+            .call("delete", Repeat::Unsafe, |mut c| {
+                let key = key.clone();
+                async move { c.delete(key, None::<DeleteOptions>).await }
+            })
+            .await?;
         Ok(response.deleted() > 0)
     }
 
@@ -210,37 +220,38 @@ impl Store for EtcdStore {
         let txn = Txn::new()
             .when([Compare::mod_revision(full.clone(), CompareOp::Equal, mod_revision)])
             .and_then([TxnOp::delete(full, None)]);
-        let mut client = self.client.clone();
-        let response = self.bounded("conditional delete", client.txn(txn)).await?;
+        let response = self
+            .call("conditional delete", Repeat::Unsafe, |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
         Ok(response.succeeded())
     }
 
     async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
-        let mut client = self.client.clone();
         let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        let response = self.bounded("grant lease", client.lease_grant(seconds, None)).await?;
+        // A lease granted by an interrupted first try holds nothing and expires by itself.
+        let response =
+            self.call("grant lease", Repeat::Safe, |mut c| async move { c.lease_grant(seconds, None).await }).await?;
         Ok(response.id())
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<bool, StoreError> {
-        let mut client = self.client.clone();
         // The client sends one keep-alive when the stream opens and reads the answer;
         // dropping the stream afterwards is all there is to a single refresh.
-        match tokio::time::timeout(self.timeout, client.lease_keep_alive(lease)).await {
-            Err(_) => Err(StoreError::Timeout {
-                endpoints: self.endpoints.clone(),
-                operation: "keep lease alive",
-                timeout: self.timeout,
-            }),
-            Ok(Ok(_)) => Ok(true),
-            Ok(Err(etcd_client::Error::LeaseKeepAliveError(message))) if message.contains("not found") => Ok(false),
-            Ok(Err(error)) => Err(request_error("keep lease alive", error)),
+        match self.call("keep lease alive", Repeat::Safe, |mut c| async move { c.lease_keep_alive(lease).await }).await
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::Request { message, .. }) if message.contains("lease not found") => Ok(false),
+            Err(error) => Err(error),
         }
     }
 
     async fn lease_status(&self, lease: LeaseId) -> Result<Option<LeaseStatus>, StoreError> {
-        let mut client = self.client.clone();
-        let response = self.bounded("lease time to live", client.lease_time_to_live(lease, None)).await?;
+        let response = self
+            .call("lease time to live", Repeat::Safe, |mut c| async move { c.lease_time_to_live(lease, None).await })
+            .await?;
         if response.ttl() < 0 {
             return Ok(None);
         }
@@ -248,16 +259,11 @@ impl Store for EtcdStore {
     }
 
     async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
-        let mut client = self.client.clone();
-        match tokio::time::timeout(self.timeout, client.lease_revoke(lease)).await {
-            Err(_) => Err(StoreError::Timeout {
-                endpoints: self.endpoints.clone(),
-                operation: "revoke lease",
-                timeout: self.timeout,
-            }),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(etcd_client::Error::GRpcStatus(status))) if status.message().contains("not found") => Ok(()),
-            Ok(Err(error)) => Err(request_error("revoke lease", error)),
+        match self.call("revoke lease", Repeat::Safe, |mut c| async move { c.lease_revoke(lease).await }).await {
+            Ok(_) => Ok(()),
+            // Revoked already (an interrupted first try) or expired: what was asked for.
+            Err(StoreError::Request { message, .. }) if message.contains("not found") => Ok(()),
+            Err(error) => Err(error),
         }
     }
 
@@ -266,9 +272,14 @@ impl Store for EtcdStore {
         prefix: &str,
         from_revision: i64,
     ) -> Result<mpsc::Receiver<Result<WatchMessage, StoreError>>, StoreError> {
-        let mut client = self.client.clone();
+        let key = self.full_key(prefix);
         let options = WatchOptions::new().with_prefix().with_start_revision(from_revision);
-        let mut stream = self.bounded("watch", client.watch(self.full_key(prefix), Some(options))).await?;
+        let mut stream = self
+            .call("watch", Repeat::Safe, |mut c| {
+                let (key, options) = (key.clone(), options.clone());
+                async move { c.watch(key, Some(options)).await }
+            })
+            .await?;
         let (tx, rx) = mpsc::channel(64);
         let this = self.clone();
         tokio::spawn(async move {

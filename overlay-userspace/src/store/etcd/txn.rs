@@ -2,7 +2,7 @@
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 
-use super::EtcdStore;
+use super::{EtcdStore, Repeat};
 use crate::store::{
     StoreError,
     txn::{Condition, Op, Transact, TxnOutcome},
@@ -44,8 +44,13 @@ impl Transact for EtcdStore {
         let then: Vec<TxnOp> = then.into_iter().map(|o| self.op(o)).collect();
         let otherwise: Vec<TxnOp> = otherwise.into_iter().map(|o| self.op(o)).collect();
         let txn = Txn::new().when(compares).and_then(then).or_else(otherwise);
-        let mut client = self.client.clone();
-        let response = self.bounded("transaction", client.txn(txn)).await?;
+        // Not repeated after an interruption: its conditions would see its own writes.
+        let response = self
+            .call("transaction", Repeat::Unsafe, |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
         let revision = response.header().map(|h| h.revision()).unwrap_or_default();
         let succeeded = response.succeeded();
         let reads = response
