@@ -98,8 +98,10 @@ pub fn endpoint_id(container_id: &str, network_id: &str) -> String {
 impl<S: Store + Transact> ContainerTask<S> {
     pub async fn run(mut self, shutdown: Shutdown) {
         let mut running: BTreeMap<String, Running> = BTreeMap::new();
+        let mut retries = Retries::default();
         let mut updates = watch_prefix(self.store.clone(), record::CONTAINERS.to_owned(), shutdown.clone());
         let mut resync = tokio::time::interval(Duration::from_secs(5));
+        let mut retry_tick = tokio::time::interval(RETRY_FIRST);
         loop {
             tokio::select! {
                 update = updates.recv() => match update {
@@ -116,43 +118,64 @@ impl<S: Store + Transact> ContainerTask<S> {
                                 self.remove(r).await;
                             }
                         }
+                        retries.due.retain(|name, _| wanted.contains_key(name));
                         for (name, record) in wanted {
-                            if !running.contains_key(&name)
-                                && let Some(r) = self.start(record).await {
-                                    running.insert(name, r);
-                                }
+                            if !running.contains_key(&name) {
+                                self.start_or_retry(record, &mut running, &mut retries).await;
+                            }
                         }
                     }
                     Some(WatchUpdate::Event(WatchEvent::Put(entry))) => {
                         let Some(record) = parse(&entry.key, &entry.value) else { continue };
                         let mine = record.node_id.as_deref() == Some(self.config.node_id.as_str());
                         match (mine, running.contains_key(&record.name)) {
-                            (true, false) => {
-                                let name = record.name.clone();
-                                if let Some(r) = self.start(record).await {
-                                    running.insert(name, r);
-                                }
-                            }
+                            (true, false) => self.start_or_retry(record, &mut running, &mut retries).await,
                             (false, true) => {
                                 if let Some(r) = running.remove(&record.name) {
                                     self.remove(r).await;
                                 }
                             }
-                            _ => {}
+                            (false, false) => retries.cancel(&record.name),
+                            (true, true) => {}
                         }
                     }
                     Some(WatchUpdate::Event(WatchEvent::Delete { key, .. })) => {
-                        if let Some(name) = key.strip_prefix(record::CONTAINERS)
-                            && let Some(r) = running.remove(name) {
+                        if let Some(name) = key.strip_prefix(record::CONTAINERS) {
+                            retries.cancel(name);
+                            if let Some(r) = running.remove(name) {
                                 self.remove(r).await;
                             }
+                        }
                     }
                     None => break,
                 },
+                _ = retry_tick.tick(), if !retries.due.is_empty() => {
+                    for record in retries.take_due() {
+                        self.start_or_retry(record, &mut running, &mut retries).await;
+                    }
+                }
                 _ = resync.tick() => self.republish(&running).await,
                 _ = shutdown.wait() => break,
             }
             self.count.store(running.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Starts a container; one that met a store outage is tried again later.
+    async fn start_or_retry(
+        &mut self,
+        record: ContainerRecord,
+        running: &mut BTreeMap<String, Running>,
+        retries: &mut Retries,
+    ) {
+        let name = record.name.clone();
+        match self.start(record.clone()).await {
+            Started::Running(r) => {
+                retries.cancel(&name);
+                running.insert(name, *r);
+            }
+            Started::Failed => retries.cancel(&name),
+            Started::Retry => retries.schedule(record),
         }
     }
 
@@ -161,8 +184,9 @@ impl<S: Store + Transact> ContainerTask<S> {
     }
 
     /// Starts (or, after an agent restart, adopts) a container. Failures are reported in
-    /// its status and leave nothing half-made behind.
-    async fn start(&mut self, record: ContainerRecord) -> Option<Running> {
+    /// its status and leave nothing half-made behind; a store that does not answer is
+    /// not a failure of the container, which is tried again.
+    async fn start(&mut self, record: ContainerRecord) -> Started {
         let netns_name = self.config.netns_name(&record.name);
         let netns_path = netns::path(&netns_name);
         let adopting = netns_path.exists();
@@ -185,14 +209,26 @@ impl<S: Store + Transact> ContainerTask<S> {
                 .collect(),
             netns: netns_name.clone(),
         };
-        if let Err(message) = result {
-            tracing::error!("container {}: {message}", record.name);
-            self.undo(&record, &joined, &netns_path).await;
-            status.state = State::Failed;
-            status.message = Some(message);
-            status.networks.clear();
-            self.write_status(&status).await;
-            return None;
+        match result {
+            Ok(()) => {}
+            Err(StartError::Transient(message)) => {
+                tracing::warn!("container {}: {message}; trying again", record.name);
+                // An adopted container keeps running as it is; the next attempt redoes
+                // what this one did (every step is idempotent). A new one goes entirely.
+                if !adopting {
+                    self.undo(&record, &joined, &netns_path).await;
+                }
+                return Started::Retry;
+            }
+            Err(StartError::Failed(message)) => {
+                tracing::error!("container {}: {message}", record.name);
+                self.undo(&record, &joined, &netns_path).await;
+                status.state = State::Failed;
+                status.message = Some(message);
+                status.networks.clear();
+                self.write_status(&status).await;
+                return Started::Failed;
+            }
         }
         let resolver = self.start_resolver(&record.name, &netns_name);
         if !adopting
@@ -209,7 +245,7 @@ impl<S: Store + Transact> ContainerTask<S> {
             if adopting { "adopted" } else { "started" },
             joined.len()
         );
-        Some(Running { record, joined, status, resolver })
+        Started::Running(Box::new(Running { record, joined, status, resolver }))
     }
 
     /// Serves DNS inside the container and points its resolv.conf at it. A container
@@ -235,13 +271,13 @@ impl<S: Store + Transact> ContainerTask<S> {
         netns_path: &Path,
         adopting: bool,
         joined: &mut Vec<Joined>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StartError> {
         if !adopting {
-            container::create_namespace(netns_path).await.map_err(|e| e.to_string())?;
+            container::create_namespace(netns_path).await.map_err(failed)?;
         }
-        let inside = if adopting { Some(Netlink::connect_in(netns_path).map_err(|e| e.to_string())?) } else { None };
+        let inside = if adopting { Some(Netlink::connect_in(netns_path).map_err(failed)?) } else { None };
         for (index, request) in record.networks.iter().enumerate() {
-            let network = self.ipam.network(&request.network, true).await.map_err(|e| e.to_string())?;
+            let network = self.ipam.network(&request.network, true).await?;
             let endpoint_id = endpoint_id(&record.id, &network.id);
             let interface = format!("eth{index}");
             let host_interface = container::host_interface_name(&endpoint_id);
@@ -249,18 +285,15 @@ impl<S: Store + Transact> ContainerTask<S> {
             let mut requested = request.ip;
             let mut already_attached = false;
             if let Some(inside) = &inside
-                && inside.link_index(&interface).await.map_err(|e| e.to_string())?.is_some()
-                && self.host.link_index(&host_interface).await.map_err(|e| e.to_string())?.is_some()
+                && inside.link_index(&interface).await.map_err(failed)?.is_some()
+                && self.host.link_index(&host_interface).await.map_err(failed)?.is_some()
             {
                 already_attached = true;
-                let mac = inside.link_mac(&interface).await.map_err(|e| e.to_string())?;
+                let mac = inside.link_mac(&interface).await.map_err(failed)?;
                 requested = Some(std::net::Ipv4Addr::new(mac[2], mac[3], mac[4], mac[5]));
             }
-            let ip = self
-                .ipam
-                .allocate(&network.id, &endpoint_id, &self.config.node_id, self.lease(), requested)
-                .await
-                .map_err(|e| e.to_string())?;
+            let ip =
+                self.ipam.allocate(&network.id, &endpoint_id, &self.config.node_id, self.lease(), requested).await?;
             let attachment = Attachment {
                 interface,
                 host_interface,
@@ -287,7 +320,7 @@ impl<S: Store + Transact> ContainerTask<S> {
                 network_name: network.name.clone(),
             });
             if !already_attached {
-                container::attach(&self.host, netns_path, &attachment).await.map_err(|e| e.to_string())?;
+                container::attach(&self.host, netns_path, &attachment).await.map_err(failed)?;
             }
             let spec = local_spec(network.vni, &attachment);
             {
@@ -301,10 +334,10 @@ impl<S: Store + Transact> ContainerTask<S> {
                         gateway: network.gateway,
                         gateway_mac,
                     })
-                    .map_err(|e| e.to_string())?;
-                datapath.add_local_endpoint(&spec).map_err(|e| e.to_string())?;
+                    .map_err(failed)?;
+                datapath.add_local_endpoint(&spec).map_err(failed)?;
             }
-            self.publish(&endpoint).await.map_err(|e| e.to_string())?;
+            self.publish(&endpoint).await?;
         }
         Ok(())
     }
@@ -406,6 +439,81 @@ impl<S: Store + Transact> ContainerTask<S> {
         }
     }
 }
+
+/// Why a container did not start.
+#[derive(Debug)]
+enum StartError {
+    /// The store did not answer (or this node's lease is being renewed): try again.
+    Transient(String),
+    /// Anything else: reported in the container's status.
+    Failed(String),
+}
+
+impl From<crate::store::StoreError> for StartError {
+    fn from(error: crate::store::StoreError) -> Self {
+        if error.is_transient() {
+            StartError::Transient(error.to_string())
+        } else {
+            StartError::Failed(error.to_string())
+        }
+    }
+}
+
+impl From<crate::ipam::IpamError> for StartError {
+    fn from(error: crate::ipam::IpamError) -> Self {
+        use crate::{ipam::IpamError, network::NetworkError};
+        match error {
+            IpamError::Store(error) | IpamError::Network(NetworkError::Store(error)) => error.into(),
+            // The membership registers again and hands out the new lease.
+            IpamError::LeaseGone { .. } => StartError::Transient(error.to_string()),
+            other => StartError::Failed(other.to_string()),
+        }
+    }
+}
+
+fn failed(error: impl std::fmt::Display) -> StartError {
+    StartError::Failed(error.to_string())
+}
+
+/// What [`ContainerTask::start`] did.
+enum Started {
+    Running(Box<Running>),
+    /// Its status says why.
+    Failed,
+    /// The store was unreachable: nothing is left of the attempt; try again later.
+    Retry,
+}
+
+/// Containers whose start met a store outage, tried again with backoff.
+#[derive(Default)]
+struct Retries {
+    due: BTreeMap<String, (ContainerRecord, tokio::time::Instant, crate::store::Backoff)>,
+}
+
+impl Retries {
+    fn schedule(&mut self, record: ContainerRecord) {
+        let name = record.name.clone();
+        let (_, _, mut backoff) = self.due.remove(&name).unwrap_or_else(|| {
+            (record.clone(), tokio::time::Instant::now(), crate::store::Backoff::new(RETRY_FIRST, RETRY_MAX))
+        });
+        let at = tokio::time::Instant::now() + backoff.next_delay();
+        self.due.insert(name, (record, at, backoff));
+    }
+
+    fn cancel(&mut self, name: &str) {
+        self.due.remove(name);
+    }
+
+    /// The records whose time has come; each attempt schedules its record again or cancels it.
+    fn take_due(&mut self) -> Vec<ContainerRecord> {
+        let now = tokio::time::Instant::now();
+        let names: Vec<String> = self.due.iter().filter(|(_, (_, at, _))| *at <= now).map(|(n, _)| n.clone()).collect();
+        names.into_iter().filter_map(|n| self.due.get(&n).map(|(r, _, _)| r.clone())).collect()
+    }
+}
+
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 fn local_spec(vni: u32, attachment: &Attachment) -> LocalEndpointSpec {
     LocalEndpointSpec { vni, ip: attachment.ip, mac: attachment.mac, host_interface: attachment.host_interface.clone() }
