@@ -338,20 +338,39 @@ pub fn report(result: anyhow::Result<()>, daemons: &[&Daemon], extra: &str) -> a
     result
 }
 
-/// Writes `value` at `key` (relative to the cluster root of `store`) straight into the
-/// store from `host`'s namespace, as an operator editing the store by hand would.
-pub fn put_raw(host: &Host, store: &str, key: &str, value: &[u8]) -> anyhow::Result<()> {
-    use overlay::store::{Store, StoreConfig, TlsFiles};
+/// Runs `request` against the store `store` from `host`'s namespace, through overlay's
+/// own store layer, as an operator's tool would.
+fn with_store<T>(
+    host: &Host,
+    store: &str,
+    request: impl AsyncFnOnce(overlay::store::AnyStore) -> anyhow::Result<T> + Send,
+) -> anyhow::Result<T>
+where
+    T: Send,
+{
+    use overlay::store::{StoreConfig, TlsFiles};
     let config = StoreConfig::new(store, &TlsFiles::default(), None, None)?;
     overlay::netns::run_in(&host.ns, || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async {
             let shutdown = overlay::shutdown::Shutdown::never();
             let store = overlay::store::connect(&config, Some(Duration::from_secs(5)), &shutdown).await?;
-            store.put(key, value.to_vec(), None).await?;
-            anyhow::Ok(())
+            request(store).await
         })
     })?
+}
+
+/// Writes `value` at `key` (relative to the cluster root of `store`) straight into the
+/// store from `host`'s namespace, as an operator editing the store by hand would.
+pub fn put_raw(host: &Host, store: &str, key: &str, value: &[u8]) -> anyhow::Result<()> {
+    use overlay::store::Store;
+    with_store(host, store, async |store| Ok(store.put(key, value.to_vec(), None).await?))
+}
+
+/// Every key under `prefix` (relative to the cluster root), read from `host`'s namespace.
+pub fn list_raw(host: &Host, store: &str, prefix: &str) -> anyhow::Result<overlay::store::Listing> {
+    use overlay::store::Store;
+    with_store(host, store, async |store| Ok(store.list(prefix).await?))
 }
 
 /// The namespace prefix of containers run by `host`'s agent in `lab`: under the lab's

@@ -1,6 +1,7 @@
 //! A real etcd (Debian's etcd-server) on a lab host, listening only on that host's
 //! underlay address inside its namespace; its data lives in a temporary directory that
-//! is removed when the [`Etcd`] is dropped.
+//! is removed when the [`Etcd`] is dropped. [`EtcdCluster`] runs one member on each of
+//! several hosts, as production does (three or five members).
 
 use std::{
     fs::File,
@@ -21,9 +22,16 @@ pub fn etcd_bin() -> PathBuf {
 
 pub const CLIENT_PORT: u16 = 2379;
 
+pub const PEER_PORT: u16 = 2380;
+
 pub struct Etcd {
     ns: String,
     pub ip: Ipv4Addr,
+    /// The member's name in the cluster.
+    pub name: String,
+    /// Where its peers reach it, and `--initial-cluster` (every member's name=peer URL).
+    peer: String,
+    initial_cluster: String,
     /// Extra etcd arguments (TLS), and the client URL scheme they imply.
     extra: Vec<String>,
     scheme: &'static str,
@@ -52,11 +60,37 @@ impl Etcd {
     }
 
     fn start_with(host: &Host, scheme: &'static str, extra: Vec<String>) -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("{}-etcd-{:08x}", host.ns, rand::random::<u32>()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut etcd = Etcd { ns: host.ns.clone(), ip: host.ip, extra, scheme, dir, child: None, starts: 0 };
+        // Peers only on the namespace's loopback: this is a one-member cluster.
+        let peer = format!("http://127.0.0.1:{PEER_PORT}");
+        let initial_cluster = format!("store={peer}");
+        let mut etcd = Self::new(host, "store", peer, initial_cluster, scheme, extra)?;
         etcd.start_again()?;
         Ok(etcd)
+    }
+
+    /// A member that is not started yet.
+    fn new(
+        host: &Host,
+        name: &str,
+        peer: String,
+        initial_cluster: String,
+        scheme: &'static str,
+        extra: Vec<String>,
+    ) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("{}-etcd-{:08x}", host.ns, rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Etcd {
+            ns: host.ns.clone(),
+            ip: host.ip,
+            name: name.to_owned(),
+            peer,
+            initial_cluster,
+            extra,
+            scheme,
+            dir,
+            child: None,
+            starts: 0,
+        })
     }
 
     /// The client endpoint, `http://IP:2379` or `https://IP:2379`.
@@ -79,14 +113,19 @@ impl Etcd {
 
     /// Starts etcd (again) on the same data directory and waits until it is ready.
     pub fn start_again(&mut self) -> anyhow::Result<()> {
+        self.spawn()?;
+        self.wait_ready()
+    }
+
+    /// Starts the process; a member of a cluster is ready only once a quorum runs.
+    fn spawn(&mut self) -> anyhow::Result<()> {
         if self.child.is_some() {
             bail!("etcd is already running");
         }
         self.starts += 1;
         let log = self.log_path(self.starts);
         let client = self.endpoint();
-        // Peers only on the namespace's loopback: this is a one-member cluster.
-        let peer = "http://127.0.0.1:2380";
+        let peer = self.peer.as_str();
         let data_dir = self.data_dir();
         let data_dir = data_dir.to_str().context("temp dir path is not UTF-8")?;
         let etcd = etcd_bin();
@@ -94,7 +133,7 @@ impl Etcd {
         let args = [
             etcd,
             "--name",
-            "store",
+            &self.name,
             "--data-dir",
             data_dir,
             "--listen-client-urls",
@@ -106,7 +145,7 @@ impl Etcd {
             "--initial-advertise-peer-urls",
             peer,
             "--initial-cluster",
-            &format!("store={peer}"),
+            &self.initial_cluster,
             "--initial-cluster-state",
             "new",
         ];
@@ -122,6 +161,12 @@ impl Etcd {
             .spawn()
             .with_context(|| format!("starting {etcd}"))?;
         self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until the current start logs that it serves clients.
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let log = self.log_path(self.starts);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -139,6 +184,18 @@ impl Etcd {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// SIGKILL, as when the member's host dies, and waits for it to exit.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else { bail!("etcd {} is not running", self.name) };
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Stops etcd (SIGTERM, then SIGKILL after 10 s) and waits for it to exit.
@@ -177,6 +234,77 @@ impl Etcd {
                 format!("--- {} ---\n{}", path.display(), tail(&path, 40))
             })
             .collect()
+    }
+}
+
+/// One member per host, all started at once (a member serves only once a quorum runs).
+pub struct EtcdCluster {
+    pub members: Vec<Etcd>,
+}
+
+impl EtcdCluster {
+    pub fn start(hosts: &[&Host]) -> anyhow::Result<Self> {
+        let names: Vec<String> = (1..=hosts.len()).map(|i| format!("etcd{i}")).collect();
+        let peers: Vec<String> = hosts.iter().map(|h| format!("http://{}:{PEER_PORT}", h.ip)).collect();
+        let initial_cluster =
+            names.iter().zip(&peers).map(|(name, peer)| format!("{name}={peer}")).collect::<Vec<_>>().join(",");
+        let mut members = Vec::new();
+        for ((host, name), peer) in hosts.iter().zip(&names).zip(&peers) {
+            members.push(Etcd::new(host, name, peer.clone(), initial_cluster.clone(), "http", Vec::new())?);
+        }
+        let mut cluster = EtcdCluster { members };
+        for member in &mut cluster.members {
+            member.spawn()?;
+        }
+        for member in &mut cluster.members {
+            member.wait_ready()?;
+        }
+        Ok(cluster)
+    }
+
+    /// `etcd://A:2379,B:2379,C:2379/PREFIX`
+    pub fn url(&self, prefix: &str) -> String {
+        let hosts: Vec<String> = self.members.iter().map(|m| format!("{}:{CLIENT_PORT}", m.ip)).collect();
+        format!("etcd://{}/{prefix}", hosts.join(","))
+    }
+
+    /// The index of the member that leads, as every running member sees it, waiting up
+    /// to `limit` for an election to end.
+    pub fn leader(&self, limit: Duration) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + limit;
+        loop {
+            // (index, member ID, the leader's ID) of each member that answers.
+            let seen: Vec<(usize, String, String)> = (self.members.iter().enumerate())
+                .filter(|(_, m)| m.running())
+                .filter_map(|(i, m)| m.status().ok().map(|(id, leader)| (i, id, leader)))
+                .collect();
+            let leaders: std::collections::BTreeSet<&str> = seen.iter().map(|(_, _, l)| l.as_str()).collect();
+            if let [leader] = leaders.into_iter().collect::<Vec<_>>().as_slice()
+                && let Some((index, _, _)) = seen.iter().find(|(_, id, _)| id == leader)
+            {
+                return Ok(*index);
+            }
+            if Instant::now() > deadline {
+                bail!("no single etcd leader after {limit:?}: (member, ID, leader) = {seen:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.members.iter().map(Etcd::logs).collect()
+    }
+}
+
+impl Etcd {
+    /// (this member's ID, the leader's ID) from the gRPC gateway's status call.
+    fn status(&self) -> anyhow::Result<(String, String)> {
+        let url = format!("{}/v3/maintenance/status", self.endpoint());
+        let out = cmd::run_in(&self.ns, &["curl", "-s", "-m", "1", "-X", "POST", &url, "-d", "{}"])?;
+        let value: serde_json::Value = serde_json::from_str(&out).with_context(|| format!("status: {out}"))?;
+        let id = value["header"]["member_id"].as_str().context("no member_id")?.to_owned();
+        let leader = value["leader"].as_str().unwrap_or_default().to_owned();
+        Ok((id, leader))
     }
 }
 

@@ -16,6 +16,7 @@ pub mod dns;
 pub mod dns_load;
 pub mod docker;
 pub mod etcd;
+pub mod faults;
 pub mod ipam;
 pub mod kernel_vxlan;
 pub mod lab;

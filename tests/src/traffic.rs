@@ -41,6 +41,50 @@ fn parse_ping(out: &str) -> anyhow::Result<PingResult> {
     Ok(PingResult { transmitted, received, avg_rtt_ms })
 }
 
+/// A ping running in the background: `count` requests every `interval`, each waited
+/// for at most a second; [`Flow::finish`] waits for the end and counts.
+pub struct Flow {
+    child: std::process::Child,
+    what: String,
+}
+
+impl Flow {
+    pub fn start(ns: &str, dst: Ipv4Addr, count: u32, interval: &str) -> anyhow::Result<Self> {
+        let (count_s, dst_s) = (count.to_string(), dst.to_string());
+        let args = cmd::in_ns(ns, &["ping", "-n", "-q", "-c", &count_s, "-i", interval, "-W", "1", &dst_s]);
+        let child = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting `{}`", args.join(" ")))?;
+        Ok(Flow { child, what: format!("ping {dst} from {ns}") })
+    }
+
+    pub fn finish(self) -> anyhow::Result<PingResult> {
+        let out = self.child.wait_with_output()?;
+        parse_ping(&String::from_utf8_lossy(&out.stdout)).with_context(|| {
+            format!("{} ended ({}) without a summary: {}", self.what, out.status, String::from_utf8_lossy(&out.stderr))
+        })
+    }
+}
+
+/// Pings `dst` from `ns` every 20 ms until the first reply, for at most `limit`;
+/// returns how long that took.
+pub fn wait_reachable(ns: &str, dst: Ipv4Addr, limit: std::time::Duration) -> anyhow::Result<std::time::Duration> {
+    let started = std::time::Instant::now();
+    let deadline = limit.as_secs().max(1).to_string();
+    let dst_s = dst.to_string();
+    // -c 1 with -w: keep sending until one reply or the deadline.
+    let out = cmd::output_in(ns, &["ping", "-n", "-q", "-c", "1", "-i", "0.02", "-w", &deadline, &dst_s])?;
+    let result = parse_ping(&String::from_utf8_lossy(&out.stdout))?;
+    if result.received == 0 {
+        bail!("{dst} did not answer {ns} within {limit:?}");
+    }
+    Ok(started.elapsed())
+}
+
 /// Pings and fails unless every reply came back.
 pub fn ping_ok(ns: &str, dst: Ipv4Addr, count: u32) -> anyhow::Result<PingResult> {
     let result = ping(ns, dst, count, "0.2")?;

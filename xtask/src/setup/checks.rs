@@ -47,6 +47,7 @@ const COMMANDS: &[(&[&str], &str)] = &[
     (&["containerd", "--version"], "containerd"),
     (&["runc", "--version"], "runc"),
     (&["/bin/busybox", "true"], "busybox-static"),
+    (&["nft", "--version"], "nftables"),
 ];
 
 /// Runs the checks unless they passed before with the same versions installed.

@@ -1,0 +1,9 @@
+//! The fault scenarios of a real cluster (issue 16): each written once, sized by its
+//! caller: the integration tests run them small, `cargo xtask bench --faults` large, and
+//! both get the same figures back.
+
+pub mod audit;
+pub mod fixture;
+pub mod leader_kill;
+
+pub use audit::{Audit, audit};
