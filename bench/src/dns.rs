@@ -6,7 +6,7 @@
 use std::{net::Ipv4Addr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use overlay::dns::{self, ContainerRecord, Endpoint, NameView, NetworkRecord, Upstreams};
+use overlay::dns::{self, DnsContainer, DnsEndpoint, DnsNetwork, NameView, Upstreams};
 use serde::Serialize;
 
 use overlay_tests::{
@@ -53,10 +53,10 @@ pub fn run(duration: Duration) -> anyhow::Result<DnsBench> {
     // This project's resolver, serving a container namespace as the agent does.
     let client = lab.add_container("h1", &ContainerSpec::new("cli", Ipv4Addr::new(10, 0, 9, 2)))?;
     let view = NameView::new();
-    view.upsert_network(NetworkRecord { name: "net".into(), internal: false })?;
+    view.upsert_network(DnsNetwork { name: "net".into(), internal: false })?;
     for (name, ip) in [("web", Ipv4Addr::new(10, 0, 9, 3)), ("cli", client.ip)] {
-        let endpoints = vec![Endpoint { network: "net".into(), ip, aliases: vec![] }];
-        view.upsert_container(ContainerRecord { id: name.into(), name: name.into(), endpoints })?;
+        let endpoints = vec![DnsEndpoint { network: "net".into(), ip, aliases: vec![] }];
+        view.upsert_container(DnsContainer { id: name.into(), name: name.into(), endpoints })?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let upstreams = Arc::new(Upstreams::new(Vec::new(), Duration::from_secs(1)));

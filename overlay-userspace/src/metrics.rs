@@ -8,7 +8,6 @@ use axum::{Router, extract::State, http::header, response::IntoResponse, routing
 use tokio::sync::Mutex;
 
 use crate::{
-    agent::{container_task::ContainerCount, datapath_task::ConvergenceStats},
     datapath::{CounterSnapshot, Datapath},
     shutdown::Shutdown,
 };
@@ -21,6 +20,23 @@ pub enum MetricsError {
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
+/// Control-plane figures: the agent's datapath task keeps them, `GET /metrics` shows them.
+#[derive(Clone, Debug, Default)]
+pub struct ConvergenceStats {
+    pub updates: u64,
+    pub changes_applied: u64,
+    pub change_errors: u64,
+    pub last_reconcile_micros: u64,
+    pub remote_endpoints: usize,
+    pub members: usize,
+    pub networks: usize,
+}
+
+/// How many containers this node runs: the agent's container task counts them, the
+/// metrics and the node's record show them.
+pub type ContainerCount = Arc<std::sync::atomic::AtomicUsize>;
+
+/// What `GET /metrics` reads.
 #[derive(Clone)]
 pub struct Sources {
     pub datapath: Arc<Mutex<Datapath>>,

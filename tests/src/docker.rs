@@ -29,9 +29,10 @@ use overlay::{
     datapath::{Datapath, DatapathConfig, ensure_bpffs},
     dns::{NameView, Upstreams},
     docker::{self, Backend, DockerDns, PluginConfig},
-    ipam::Ipam,
+    metrics,
     netlink::Netlink,
     netns,
+    network::ipam::Ipam,
     shutdown::{self, Shutdown, Trigger},
     store::{self, AnyStore, LeaseId, Store, StoreConfig, TlsFiles},
 };
@@ -273,7 +274,7 @@ impl Node {
         let (lease_tx, _) = watch::channel(lease);
         let (stop, shutdown) = shutdown::channel();
         runtime.spawn(keep_alive(store.clone(), lease_tx.subscribe(), shutdown.clone()));
-        let stats = Arc::new(std::sync::Mutex::new(datapath_task::ConvergenceStats::default()));
+        let stats = Arc::new(std::sync::Mutex::new(metrics::ConvergenceStats::default()));
         let names = NameView::new();
         runtime.spawn(datapath_task::run(
             store.clone(),

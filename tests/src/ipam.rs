@@ -12,8 +12,7 @@ use std::{
 
 use anyhow::Context;
 use overlay::{
-    ipam::Ipam,
-    network::{self, CreateRequest, NetworkRecord, NetworkSpec, SubnetPool},
+    network::{self, CreateRequest, NetworkRecord, NetworkSpec, SubnetPool, ipam::Ipam},
     shutdown::Shutdown,
     store::{self, AnyStore, LeaseId, Store, StoreConfig, TlsFiles},
 };

@@ -11,7 +11,7 @@ use std::{
 };
 
 use overlay::{
-    dns::{self, ContainerRecord, Endpoint, NameView, NetworkRecord, Upstreams},
+    dns::{self, DnsContainer, DnsEndpoint, DnsNetwork, NameView, Upstreams},
     netns,
 };
 use overlay_tests::{
@@ -23,11 +23,11 @@ fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
-fn record(id: &str, network: &str, address: &str) -> ContainerRecord {
-    ContainerRecord {
+fn record(id: &str, network: &str, address: &str) -> DnsContainer {
+    DnsContainer {
         id: id.into(),
         name: id.into(),
-        endpoints: vec![Endpoint { network: network.into(), ip: ip(address), aliases: Vec::new() }],
+        endpoints: vec![DnsEndpoint { network: network.into(), ip: ip(address), aliases: Vec::new() }],
     }
 }
 
@@ -48,8 +48,8 @@ fn forwards_from_the_host_namespace() -> anyhow::Result<()> {
     assert_eq!(upstreams.servers(), [upstream_addr]);
 
     let view = NameView::new();
-    view.upsert_network(NetworkRecord { name: "blue".into(), internal: false })?;
-    view.upsert_network(NetworkRecord { name: "secret".into(), internal: true })?;
+    view.upsert_network(DnsNetwork { name: "blue".into(), internal: false })?;
+    view.upsert_network(DnsNetwork { name: "secret".into(), internal: true })?;
     view.upsert_container(record("c1", "blue", "10.0.9.2"))?;
     view.upsert_container(record("vault", "secret", "10.0.11.2"))?;
 

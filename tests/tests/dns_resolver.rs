@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use overlay::dns::{self, ContainerRecord, Endpoint, NameView, NetworkRecord, Resolver, Upstreams};
+use overlay::dns::{self, DnsContainer, DnsEndpoint, DnsNetwork, NameView, Resolver, Upstreams};
 use overlay_tests::{
     ContainerSpec, Lab, cmd,
     datapath::{HostDatapath, full_mesh},
@@ -21,11 +21,11 @@ fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
-fn record(id: &str, network: &str, address: &str, aliases: &[&str]) -> ContainerRecord {
-    ContainerRecord {
+fn record(id: &str, network: &str, address: &str, aliases: &[&str]) -> DnsContainer {
+    DnsContainer {
         id: id.into(),
         name: id.into(),
-        endpoints: vec![Endpoint {
+        endpoints: vec![DnsEndpoint {
             network: network.into(),
             ip: ip(address),
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
@@ -36,8 +36,8 @@ fn record(id: &str, network: &str, address: &str, aliases: &[&str]) -> Container
 /// blue: c1, c2 and c4 (c2 and c4 share the alias "web"); red: c3 (also "web").
 fn view() -> anyhow::Result<NameView> {
     let view = NameView::new();
-    view.upsert_network(NetworkRecord { name: "blue".into(), internal: false })?;
-    view.upsert_network(NetworkRecord { name: "red".into(), internal: false })?;
+    view.upsert_network(DnsNetwork { name: "blue".into(), internal: false })?;
+    view.upsert_network(DnsNetwork { name: "red".into(), internal: false })?;
     view.upsert_container(record("c1", "blue", "10.0.9.2", &[]))?;
     view.upsert_container(record("c2", "blue", "10.0.9.3", &["web"]))?;
     view.upsert_container(record("c4", "blue", "10.0.9.4", &["web"]))?;
@@ -197,7 +197,7 @@ fn ping_by_name_across_hosts() -> anyhow::Result<()> {
     full_mesh(&mut dps, VNI, ip("10.0.9.1"), &[(0, &c1), (1, &c2)])?;
 
     let view = NameView::new();
-    view.upsert_network(NetworkRecord { name: "my_network".into(), internal: false })?;
+    view.upsert_network(DnsNetwork { name: "my_network".into(), internal: false })?;
     view.upsert_container(record("busybox01", "my_network", "10.0.9.2", &[]))?;
     view.upsert_container(record("busybox02", "my_network", "10.0.9.3", &[]))?;
     let rt = runtime()?;

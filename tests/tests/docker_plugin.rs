@@ -17,9 +17,11 @@ use overlay::{
     datapath::LocalEndpointSpec,
     dns,
     endpoint::{self, EndpointRecord},
-    ipam::{self, Ipam},
     netlink::Netlink,
-    network,
+    network::{
+        self,
+        ipam::{self, Ipam},
+    },
     store::Store,
 };
 use overlay_tests::{

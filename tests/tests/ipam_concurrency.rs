@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context, ensure};
 use overlay::{
-    ipam::{self, Ipam, IpamError, Release},
+    network::ipam::{self, Ipam, IpamError, Release},
     store::Store,
 };
 use overlay_tests::{

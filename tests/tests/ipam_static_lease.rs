@@ -10,8 +10,10 @@ use std::{
 
 use anyhow::ensure;
 use overlay::{
-    ipam::{self, Ipam, IpamError, Release},
-    network::{self, CreateRequest, NetworkError},
+    network::{
+        self, CreateRequest, NetworkError,
+        ipam::{self, Ipam, IpamError, Release},
+    },
     store::Store,
 };
 use overlay_tests::{

@@ -20,9 +20,10 @@ use crate::{
     datapath::{Datapath, LocalEndpointSpec},
     dns,
     endpoint::{self, EndpointRecord},
-    ipam::{Ipam, Release},
+    metrics::ContainerCount,
     netlink::Netlink,
     netns,
+    network::ipam::{Ipam, Release},
     shutdown::Shutdown,
     store::{LeaseId, Store, Transact, WatchEvent, WatchUpdate, watch_prefix},
 };
@@ -68,9 +69,6 @@ pub struct DnsWiring {
     pub view: dns::NameView,
     pub upstreams: Arc<dns::Upstreams>,
 }
-
-/// Shared with the metrics and the membership record.
-pub type ContainerCount = Arc<std::sync::atomic::AtomicUsize>;
 
 pub struct ContainerTask<S: Store + Transact> {
     pub store: S,
@@ -459,9 +457,9 @@ impl From<crate::store::StoreError> for StartError {
     }
 }
 
-impl From<crate::ipam::IpamError> for StartError {
-    fn from(error: crate::ipam::IpamError) -> Self {
-        use crate::{ipam::IpamError, network::NetworkError};
+impl From<crate::network::ipam::IpamError> for StartError {
+    fn from(error: crate::network::ipam::IpamError) -> Self {
+        use crate::network::{NetworkError, ipam::IpamError};
         match error {
             IpamError::Store(error) | IpamError::Network(NetworkError::Store(error)) => error.into(),
             // The membership registers again and hands out the new lease.

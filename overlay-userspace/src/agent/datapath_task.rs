@@ -11,28 +11,15 @@ use std::{
 use tokio::sync::Mutex;
 
 use crate::{
-    agent::{
-        cluster_state::NamesTouched,
-        reconcile::{self, Change, ClusterState, Tables},
-    },
+    agent::reconcile::{self, Change, Tables},
     cluster::keys as cluster_keys,
     datapath::{Datapath, DatapathError, NetworkSpec},
     dns::NameView,
+    metrics::ConvergenceStats,
     shutdown::Shutdown,
     store::{Store, WatchUpdate, watch_prefix},
+    topology::{NamesTouched, Topology},
 };
-
-/// Control-plane figures for the metrics endpoint.
-#[derive(Clone, Debug, Default)]
-pub struct ConvergenceStats {
-    pub updates: u64,
-    pub changes_applied: u64,
-    pub change_errors: u64,
-    pub last_reconcile_micros: u64,
-    pub remote_endpoints: usize,
-    pub members: usize,
-    pub networks: usize,
-}
 
 /// The tables as the datapath holds them (read once at start: a restarted agent adopts
 /// the pinned maps and only corrects what changed while it was away).
@@ -78,7 +65,7 @@ pub async fn run<S: Store>(
     shutdown: Shutdown,
 ) -> Result<(), DatapathError> {
     let mut current = read_tables(&mut *datapath.lock().await)?;
-    let mut state = ClusterState::default();
+    let mut state = Topology::default();
     let mut updates = watch_prefix(store, cluster_keys::ROOT.to_owned(), shutdown.clone());
     // A reconcile costs time in proportion to the cluster's size: after one, events
     // gather for as long as it took (2 to 50 ms) so a burst costs a few reconciles, not
@@ -143,10 +130,10 @@ pub async fn run<S: Store>(
     Ok(())
 }
 
-fn absorb(state: &mut ClusterState, update: WatchUpdate, touched: &mut NamesTouched) {
+fn absorb(state: &mut Topology, update: WatchUpdate, touched: &mut NamesTouched) {
     match update {
         WatchUpdate::Reset(entries) => {
-            *state = ClusterState::from_entries(&entries);
+            *state = Topology::from_entries(&entries);
             touched.all = true;
         }
         WatchUpdate::Event(event) => state.apply(&event, touched),
@@ -156,7 +143,7 @@ fn absorb(state: &mut ClusterState, update: WatchUpdate, touched: &mut NamesTouc
 /// Brings the DNS view up to date: only the containers a batch touched, unless nodes
 /// or networks changed. Rebuilding the whole view on every batch would cost time and,
 /// while the old and the new view both exist, twice its memory.
-fn update_names(view: &NameView, state: &ClusterState, touched: NamesTouched) {
+fn update_names(view: &NameView, state: &Topology, touched: NamesTouched) {
     if touched.is_empty() {
         return;
     }

@@ -1,10 +1,12 @@
-//! `overlay agent`: the privileged host daemon. [`run`] connects to the store, joins
-//! the cluster and runs the daemon's tasks until a signal stops them. The datapath
-//! (loading eBPF, programming maps from the store) is to be added here as another task
-//! beside the membership.
+//! `overlay agent`: the privileged host daemon. [`run`] checks its options, connects to
+//! the store, joins the cluster, brings up the eBPF datapath ([`datapath_setup`]) and
+//! runs the daemon's tasks until a signal stops them or one fails: the membership
+//! (`cluster::Membership`), the datapath tables ([`datapath_task`], from what
+//! [`reconcile`] computes), the containers ([`container_task`]), the host's routes
+//! (`network::host`), the metrics and, with `--docker`, the Docker plugin (`docker`).
+//! docs/agent.md has the table.
 
 pub mod cleanup;
-pub mod cluster_state;
 pub mod container_task;
 pub mod datapath_setup;
 pub mod datapath_task;
@@ -153,7 +155,7 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     let mut tasks = tokio::task::JoinSet::new();
     let node_id = membership.record().id.clone();
     let node_name = membership.record().name.clone();
-    let containers = container_task::ContainerCount::default();
+    let containers = crate::metrics::ContainerCount::default();
     membership.count_containers(containers.clone());
     let lease = membership.lease();
     let docker_lease = membership.lease();
@@ -185,7 +187,7 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
         };
         let backend = crate::docker::Backend {
             store: store.clone(),
-            ipam: crate::ipam::Ipam::new(store.clone()),
+            ipam: crate::network::ipam::Ipam::new(store.clone()),
             datapath: datapath.clone(),
             host: host.clone(),
             node_id: node_id.clone(),
@@ -197,7 +199,7 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
             ("docker", crate::docker::serve(plugin, backend, dns, shutdown).await.map_err(AgentError::from))
         });
     }
-    let convergence = std::sync::Arc::new(std::sync::Mutex::new(datapath_task::ConvergenceStats::default()));
+    let convergence = std::sync::Arc::new(std::sync::Mutex::new(crate::metrics::ConvergenceStats::default()));
     tasks.spawn({
         let (store, datapath, me, stats, names) =
             (store.clone(), datapath.clone(), node_id.clone(), convergence.clone(), names.clone());
@@ -211,7 +213,7 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     });
     let container_task = container_task::ContainerTask {
         store: store.clone(),
-        ipam: crate::ipam::Ipam::new(store.clone()),
+        ipam: crate::network::ipam::Ipam::new(store.clone()),
         datapath: datapath.clone(),
         host: host.clone(),
         lease,

@@ -1,4 +1,4 @@
-//! What this host's datapath should hold, computed from the cluster's state, and the
+//! What this host's datapath should hold, computed from the cluster's topology, and the
 //! smallest set of changes that gets it there from what it holds now. Pure functions:
 //! the datapath task applies the changes.
 
@@ -10,28 +10,8 @@ use std::{
 use crate::{
     container::mac_for,
     datapath::{NetworkSpec, RemoteEndpointSpec},
-    endpoint::EndpointRecord,
+    topology::Topology,
 };
-
-/// The parts of the cluster's state the datapath depends on.
-#[derive(Clone, Debug, Default)]
-pub struct ClusterState {
-    /// Live nodes: ID → advertised (VTEP) address.
-    pub nodes: BTreeMap<String, Ipv4Addr>,
-    /// Networks by ID.
-    pub networks: BTreeMap<String, NetworkFacts>,
-    /// Endpoints by store key.
-    pub endpoints: BTreeMap<String, EndpointRecord>,
-}
-
-/// What the agent needs of a network.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NetworkFacts {
-    pub name: String,
-    pub vni: u32,
-    pub gateway: Ipv4Addr,
-    pub internal: bool,
-}
 
 /// The tables of one host's datapath (local endpoints are programmed by the container
 /// task, which knows their veths).
@@ -54,7 +34,7 @@ pub enum Change {
 
 /// The tables node `me` should have: the networks it has a container on, the containers
 /// of those networks on other live nodes, and every other live node as a member.
-pub fn desired(state: &ClusterState, me: &str) -> Tables {
+pub fn desired(state: &Topology, me: &str) -> Tables {
     let mut tables = Tables::default();
     let local_networks: BTreeSet<&str> =
         state.endpoints.values().filter(|e| e.node_id == me).map(|e| e.network_id.as_str()).collect();
@@ -119,6 +99,7 @@ pub fn changes(current: &Tables, desired: &Tables) -> Vec<Change> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{endpoint::EndpointRecord, topology::NetworkFacts};
 
     fn ep(id: &str, network: &str, node: &str, ip: [u8; 4]) -> (String, EndpointRecord) {
         let ip = Ipv4Addr::from(ip);
@@ -134,8 +115,8 @@ mod tests {
         (format!("v1/endpoints/{network}/{id}"), record)
     }
 
-    fn state() -> ClusterState {
-        ClusterState {
+    fn state() -> Topology {
+        Topology {
             nodes: [("a", [192, 168, 1, 141]), ("b", [192, 168, 1, 142]), ("c", [192, 168, 1, 143])]
                 .into_iter()
                 .map(|(id, ip)| (id.to_owned(), Ipv4Addr::from(ip)))

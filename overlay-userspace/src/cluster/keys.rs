@@ -17,8 +17,3 @@ pub fn node(id: &str) -> String {
 pub fn health(id: &str) -> String {
     format!("{HEALTH}{id}")
 }
-
-/// The node ID in a key under [`NODES`] or [`HEALTH`].
-pub fn id_of<'a>(key: &'a str, dir: &str) -> Option<&'a str> {
-    key.strip_prefix(dir).filter(|id| !id.is_empty() && !id.contains('/'))
-}

@@ -1,7 +1,8 @@
 //! The manager: one of possibly several `overlay manage` processes leads, chosen by
 //! who holds `v1/manager/leader` (written only if absent, attached to the manager's
 //! lease: when the leader dies its lease expires, the key vanishes and another takes
-//! it). The leader follows the nodes through a watch and writes each node's health.
+//! it). The leader follows the nodes through a watch and writes each node's health, and
+//! places containers on them ([`placement`](super::placement)).
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -13,13 +14,13 @@ use super::{
     ClusterError, Health, HealthRecord, NodeRecord, Timing,
     health::classify,
     keys::{self, HEALTH, NODES},
+    placement::Placement,
     unix_now,
 };
 use crate::{
-    container::record::{self, ContainerRecord, ContainerStatus, State},
-    scheduler::{self, Candidate},
+    container::record,
     shutdown::Shutdown,
-    store::{Backoff, Entry, Expect, LeaseId, PutOutcome, Store, WatchEvent, WatchUpdate, watch_prefix},
+    store::{Backoff, Entry, Expect, LeaseId, PutOutcome, Store, WatchEvent, WatchUpdate, name_under, watch_prefix},
 };
 use serde::{Deserialize, Serialize};
 
@@ -62,12 +63,8 @@ struct Manager<S: Store> {
     reported: HashSet<(String, i64)>,
     /// Set when the node view must be listed afresh.
     relist: bool,
-    /// Container records by name (the scheduler places those without a node).
-    containers: BTreeMap<String, Entry>,
-}
-
-fn leaf(key: &str) -> Option<String> {
-    key.strip_prefix(record::CONTAINERS).filter(|n| !n.is_empty() && !n.contains('/')).map(str::to_owned)
+    /// The containers, of which the leader places those without a node.
+    placement: Placement,
 }
 
 /// Runs a manager until `shutdown`: campaigns, leads or follows, and on shutdown
@@ -84,7 +81,7 @@ pub async fn run<S: Store>(store: S, config: ManagerConfig, shutdown: Shutdown) 
         nodes: BTreeMap::new(),
         reported: HashSet::new(),
         relist: false,
-        containers: BTreeMap::new(),
+        placement: Placement::default(),
     };
     let mut containers_rx = watch_prefix(manager.store.clone(), record::CONTAINERS.to_owned(), shutdown.clone());
     tracing::info!(manager_id = %manager.id, name = %manager.config.name, "manager started");
@@ -103,10 +100,8 @@ pub async fn run<S: Store>(store: S, config: ManagerConfig, shutdown: Shutdown) 
             },
             update = containers_rx.recv() => match update {
                 Some(update) => {
-                    manager.apply_containers(update);
-                    if manager.leading {
-                        manager.schedule().await;
-                    }
+                    manager.placement.apply(update);
+                    manager.place().await;
                 }
                 None => break,
             },
@@ -114,9 +109,7 @@ pub async fn run<S: Store>(store: S, config: ManagerConfig, shutdown: Shutdown) 
                 let beat_due = tokio::time::Instant::now() >= next_beat;
                 match manager.step(beat_due).await {
                     Ok(()) => {
-                        if manager.leading {
-                            manager.schedule().await;
-                        }
+                        manager.place().await;
                         if std::mem::take(&mut manager.relist) {
                             // The lease was lost: the store may have been reset, and a
                             // reset store's history does not continue ours. Start over.
@@ -149,88 +142,19 @@ pub async fn run<S: Store>(store: S, config: ManagerConfig, shutdown: Shutdown) 
 }
 
 impl<S: Store> Manager<S> {
-    fn apply_containers(&mut self, update: WatchUpdate) {
-        match update {
-            WatchUpdate::Reset(entries) => {
-                self.containers = entries.into_iter().filter_map(|e| Some((leaf(&e.key)?, e))).collect();
-            }
-            WatchUpdate::Event(WatchEvent::Put(entry)) => {
-                if let Some(name) = leaf(&entry.key) {
-                    self.containers.insert(name, entry);
-                }
-            }
-            WatchUpdate::Event(WatchEvent::Delete { key, .. }) => {
-                if let Some(name) = leaf(&key) {
-                    self.containers.remove(&name);
-                }
-            }
-        }
-    }
-
-    /// Places every container that has no node yet (the leader only). A container that
-    /// cannot be placed gets a failed status saying why, so `overlay run` can tell.
-    async fn schedule(&mut self) {
-        let pending: Vec<(String, Entry, ContainerRecord)> = self
-            .containers
-            .iter()
-            .filter_map(|(name, e)| {
-                let r = serde_json::from_slice::<ContainerRecord>(&e.value).ok()?;
-                r.node_id.is_none().then(|| (name.clone(), e.clone(), r))
-            })
-            .collect();
-        if pending.is_empty() {
+    /// As leader: places the containers that have no node, on the live nodes that are
+    /// not Unhealthy (a node not checked yet counts as healthy).
+    async fn place(&self) {
+        if !self.leading {
             return;
         }
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        for e in self.containers.values() {
-            if let Some(node) = serde_json::from_slice::<ContainerRecord>(&e.value).ok().and_then(|r| r.node_id) {
-                *counts.entry(node).or_default() += 1;
-            }
-        }
-        for (name, entry, mut container) in pending {
-            // Unhealthy nodes are skipped; a node not checked yet counts as healthy.
-            let candidates: Vec<Candidate> = self
-                .nodes
-                .values()
-                .filter(|t| t.health.as_ref().is_none_or(|h| h.status == Health::Healthy))
-                .map(|t| Candidate {
-                    id: t.record.id.clone(),
-                    name: t.record.name.clone(),
-                    labels: t.record.all_labels(),
-                    containers: counts.get(&t.record.id).copied().unwrap_or(0),
-                })
-                .collect();
-            match scheduler::place(&candidates, None, &container.constraints, container.strategy, rand::random()) {
-                Ok(node) => {
-                    container.node_id = Some(node.clone());
-                    let Ok(value) = serde_json::to_vec(&container) else { continue };
-                    match self.store.put_if(&entry.key, value, None, Expect::ModRevision(entry.mod_revision)).await {
-                        Ok(PutOutcome::Written) => {
-                            *counts.entry(node.clone()).or_default() += 1;
-                            let node_name = self.nodes.get(&node).map(|t| t.record.name.clone()).unwrap_or_default();
-                            tracing::info!("placed container {name} on {node_name} ({:?})", container.strategy);
-                        }
-                        Ok(PutOutcome::Conflict(_)) => {}
-                        Err(error) => tracing::warn!("placing container {name}: {error}"),
-                    }
-                }
-                Err(error) => {
-                    let status = ContainerStatus {
-                        name: name.clone(),
-                        node_id: String::new(),
-                        node_name: "-".into(),
-                        state: State::Failed,
-                        message: Some(error.to_string()),
-                        networks: Vec::new(),
-                        netns: String::new(),
-                    };
-                    let key = record::status_key(&name);
-                    if let Ok(value) = serde_json::to_vec(&status) {
-                        let _ = self.store.put_if(&key, value, None, Expect::Absent).await;
-                    }
-                }
-            }
-        }
+        let nodes: Vec<&NodeRecord> = self
+            .nodes
+            .values()
+            .filter(|t| t.health.as_ref().is_none_or(|h| h.status == Health::Healthy))
+            .map(|t| &t.record)
+            .collect();
+        self.placement.place_pending(&self.store, &nodes).await;
     }
 
     fn apply(&mut self, update: WatchUpdate) {
@@ -251,7 +175,7 @@ impl<S: Store> Manager<S> {
                 self.upsert(entry);
             }
             WatchUpdate::Event(WatchEvent::Delete { key, .. }) => {
-                if let Some(id) = keys::id_of(&key, NODES) {
+                if let Some(id) = name_under(&key, NODES) {
                     let id = id.to_owned();
                     self.remove(&id);
                 }
@@ -261,7 +185,7 @@ impl<S: Store> Manager<S> {
 
     /// Adds or updates a node from its record; malformed records are reported once and skipped.
     fn upsert(&mut self, entry: Entry) -> Option<String> {
-        let id = keys::id_of(&entry.key, NODES)?.to_owned();
+        let id = name_under(&entry.key, NODES)?.to_owned();
         let record = match serde_json::from_slice::<NodeRecord>(&entry.value) {
             Ok(record) if record.id == id => record,
             Ok(record) => {
@@ -423,7 +347,7 @@ impl<S: Store> Manager<S> {
         // Verdicts on nodes that are gone.
         let listing = self.store.list(HEALTH).await?;
         for entry in listing.entries {
-            if let Some(id) = keys::id_of(&entry.key, HEALTH)
+            if let Some(id) = name_under(&entry.key, HEALTH)
                 && !self.nodes.contains_key(id)
             {
                 self.store.delete_if(&entry.key, entry.mod_revision).await?;

@@ -1,5 +1,6 @@
 //! The cluster: nodes joining under a lease ([`membership`]), the manager that keeps
-//! their health and leads by election ([`manager`]), and the view that `overlay list`
+//! their health and leads by election ([`manager`]), the placement of containers on
+//! nodes ([`placement`], choosing by [`scheduler`]), and the view that `overlay list`
 //! and `overlay info` print ([`view`]). Everything goes through the [`crate::store`]
 //! interface; the keys are in [`keys`] and docs/store.md.
 
@@ -10,6 +11,8 @@ pub mod keys;
 pub mod manager;
 pub mod membership;
 pub mod node;
+pub mod placement;
+pub mod scheduler;
 pub mod view;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, time::Duration};
 use serde::Serialize;
 
 use super::{ClusterError, Health, HealthRecord, ManagerRecord, NodeRecord, health::classify, keys};
-use crate::store::Store;
+use crate::store::{Store, name_under};
 
 /// A live node and its health.
 #[derive(Clone, Debug, Serialize)]
@@ -54,7 +54,7 @@ pub async fn read<S: Store>(store: &S) -> Result<ClusterView, ClusterError> {
     let mut skipped = Vec::new();
     let mut health: BTreeMap<String, HealthRecord> = BTreeMap::new();
     for entry in store.list(keys::HEALTH).await?.entries {
-        let Some(id) = keys::id_of(&entry.key, keys::HEALTH) else { continue };
+        let Some(id) = name_under(&entry.key, keys::HEALTH) else { continue };
         match serde_json::from_slice(&entry.value) {
             Ok(record) => {
                 health.insert(id.to_owned(), record);
@@ -67,7 +67,7 @@ pub async fn read<S: Store>(store: &S) -> Result<ClusterView, ClusterError> {
     }
     let mut nodes = Vec::new();
     for entry in store.list(keys::NODES).await?.entries {
-        let Some(id) = keys::id_of(&entry.key, keys::NODES) else {
+        let Some(id) = name_under(&entry.key, keys::NODES) else {
             tracing::warn!("skipping unexpected key {}", entry.key);
             skipped.push(entry.key);
             continue;

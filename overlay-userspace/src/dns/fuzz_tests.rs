@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use super::{
     query::{CLASSIC_UDP_PAYLOAD, MAX_UDP_PAYLOAD, Outcome, Transport, respond},
-    view::{ContainerRecord, Endpoint, NameView, NetworkRecord},
+    view::{DnsContainer, DnsEndpoint, DnsNetwork, NameView},
 };
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -28,11 +28,11 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 fn view() -> NameView {
     let view = NameView::new();
-    view.upsert_network(NetworkRecord { name: "blue".into(), internal: false }).unwrap();
+    view.upsert_network(DnsNetwork { name: "blue".into(), internal: false }).unwrap();
     for i in 0..60u8 {
         let endpoints =
-            vec![Endpoint { network: "blue".into(), ip: Ipv4Addr::new(10, 0, 9, i), aliases: vec!["web".into()] }];
-        view.upsert_container(ContainerRecord { id: format!("c{i}"), name: format!("c{i}"), endpoints }).unwrap();
+            vec![DnsEndpoint { network: "blue".into(), ip: Ipv4Addr::new(10, 0, 9, i), aliases: vec!["web".into()] }];
+        view.upsert_container(DnsContainer { id: format!("c{i}"), name: format!("c{i}"), endpoints }).unwrap();
     }
     view
 }

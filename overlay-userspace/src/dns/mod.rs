@@ -35,16 +35,16 @@
 //! ```no_run
 //! # async fn agent() -> Result<(), overlay::dns::DnsError> {
 //! use std::{net::Ipv4Addr, sync::Arc};
-//! use overlay::dns::{self, ContainerRecord, Endpoint, NameView, NetworkRecord, Upstreams};
+//! use overlay::dns::{self, DnsContainer, DnsEndpoint, NameView, DnsNetwork, Upstreams};
 //!
 //! let view = NameView::new();
 //! let upstreams = Arc::new(Upstreams::from_host()?);
 //! // On every store event: networks and containers of the whole cluster.
-//! view.upsert_network(NetworkRecord { name: "my_network".into(), internal: false })?;
-//! view.upsert_container(ContainerRecord {
+//! view.upsert_network(DnsNetwork { name: "my_network".into(), internal: false })?;
+//! view.upsert_container(DnsContainer {
 //!     id: "agt01/busybox01".into(),
 //!     name: "busybox01".into(),
-//!     endpoints: vec![Endpoint {
+//!     endpoints: vec![DnsEndpoint {
 //!         network: "my_network".into(),
 //!         ip: Ipv4Addr::new(10, 0, 9, 2),
 //!         aliases: vec![],
@@ -75,7 +75,7 @@ use std::{
 pub use resolv_conf::{container_resolv_conf, remove_netns_resolv_conf, write_netns_resolv_conf};
 pub use server::{Resolver, Sockets, bind_in_netns, bind_in_netns_at, serve, serve_container};
 pub use upstream::Upstreams;
-pub use view::{ContainerRecord, Endpoint, NameView, NetworkRecord};
+pub use view::{DnsContainer, DnsEndpoint, DnsNetwork, NameView};
 
 use crate::netns::NetnsError;
 

@@ -9,27 +9,27 @@ use hickory_proto::{
 
 use super::{
     query::{Outcome, Transport, respond},
-    view::{ContainerRecord, Endpoint, NameView, NetworkRecord},
+    view::{DnsContainer, DnsEndpoint, DnsNetwork, NameView},
 };
 
-fn endpoint(network: &str, ip: [u8; 4], aliases: &[&str]) -> Endpoint {
-    Endpoint {
+fn endpoint(network: &str, ip: [u8; 4], aliases: &[&str]) -> DnsEndpoint {
+    DnsEndpoint {
         network: network.into(),
         ip: Ipv4Addr::from(ip),
         aliases: aliases.iter().map(|a| a.to_string()).collect(),
     }
 }
 
-fn container(id: &str, endpoints: Vec<Endpoint>) -> ContainerRecord {
-    ContainerRecord { id: id.into(), name: id.into(), endpoints }
+fn container(id: &str, endpoints: Vec<DnsEndpoint>) -> DnsContainer {
+    DnsContainer { id: id.into(), name: id.into(), endpoints }
 }
 
 /// blue and red are ordinary networks, secret is internal.
 fn view() -> NameView {
     let view = NameView::new();
-    view.upsert_network(NetworkRecord { name: "blue".into(), internal: false }).unwrap();
-    view.upsert_network(NetworkRecord { name: "red".into(), internal: false }).unwrap();
-    view.upsert_network(NetworkRecord { name: "secret".into(), internal: true }).unwrap();
+    view.upsert_network(DnsNetwork { name: "blue".into(), internal: false }).unwrap();
+    view.upsert_network(DnsNetwork { name: "red".into(), internal: false }).unwrap();
+    view.upsert_network(DnsNetwork { name: "secret".into(), internal: true }).unwrap();
     for c in [
         container("c1", vec![endpoint("blue", [10, 0, 9, 2], &[])]),
         container("c2", vec![endpoint("blue", [10, 0, 9, 3], &["web"])]),
@@ -126,7 +126,7 @@ fn dns_is_case_insensitive_and_keeps_the_question_case() {
     assert_eq!(a(&view, "c1", "c2.BLUE."), (ResponseCode::NoError, vec![ip("10.0.9.3")]));
     let upper = NameView::new();
     upper
-        .upsert_container(ContainerRecord {
+        .upsert_container(DnsContainer {
             id: "x".into(),
             name: "BusyBox01".into(),
             endpoints: vec![endpoint("My_Network", [10, 0, 9, 9], &[])],
@@ -238,7 +238,7 @@ fn dns_updates_replace_a_container_and_the_whole_view() {
     assert_eq!(a(&view, "c1", "web."), (ResponseCode::NoError, vec![ip("10.0.9.4")]), "c2's old alias is gone");
     assert_eq!(a(&view, "c1", "api."), (ResponseCode::NoError, vec![ip("10.0.9.30")]));
     let skipped = view.replace_all(
-        [NetworkRecord { name: "blue".into(), internal: false }],
+        [DnsNetwork { name: "blue".into(), internal: false }],
         [
             container("c1", vec![endpoint("blue", [10, 0, 9, 2], &[])]),
             container("new", vec![endpoint("blue", [10, 0, 9, 7], &[])]),
@@ -257,7 +257,7 @@ fn dns_rejects_names_it_could_not_answer() {
         let err = view.upsert_container(container(bad, vec![endpoint("blue", [10, 0, 9, 99], &[])])).unwrap_err();
         assert!(err.to_string().contains("rename it"), "{err}");
     }
-    assert!(view.upsert_network(NetworkRecord { name: "a.b".into(), internal: false }).is_err());
+    assert!(view.upsert_network(DnsNetwork { name: "a.b".into(), internal: false }).is_err());
     assert!(view.upsert_container(container("ok", vec![endpoint("blue", [10, 0, 9, 99], &["db.local"])])).is_ok());
     assert_eq!(a(&view, "c1", "db.local."), (ResponseCode::NoError, vec![ip("10.0.9.99")]));
 }
@@ -358,7 +358,7 @@ fn dns_odd_names_follow_the_forwarding_rule() {
 fn dns_one_invalid_record_does_not_hide_the_others() {
     let view = view();
     let skipped = view.replace_all(
-        [NetworkRecord { name: "blue".into(), internal: false }, NetworkRecord { name: "a.b".into(), internal: false }],
+        [DnsNetwork { name: "blue".into(), internal: false }, DnsNetwork { name: "a.b".into(), internal: false }],
         [
             container("c1", vec![endpoint("blue", [10, 0, 9, 2], &[])]),
             container("bad name", vec![endpoint("blue", [10, 0, 9, 3], &[])]),

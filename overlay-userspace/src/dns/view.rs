@@ -13,7 +13,7 @@ use super::DnsError;
 
 /// An overlay network as the resolver sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NetworkRecord {
+pub struct DnsNetwork {
     /// One DNS label (no dots): `NAME.NETWORK` must be unambiguous.
     pub name: String,
     /// An internal network has no way out: names that are not containers are not
@@ -23,7 +23,7 @@ pub struct NetworkRecord {
 
 /// A container's attachment to one network.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
+pub struct DnsEndpoint {
     pub network: String,
     pub ip: Ipv4Addr,
     /// Extra names on this network (`docker run --network-alias`); several containers
@@ -33,12 +33,12 @@ pub struct Endpoint {
 
 /// A container, on any host of the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ContainerRecord {
+pub struct DnsContainer {
     /// The agent's key for the container (unique in the cluster); the resolver serving a
     /// container is told this id, not the name.
     pub id: String,
     pub name: String,
-    pub endpoints: Vec<Endpoint>,
+    pub endpoints: Vec<DnsEndpoint>,
 }
 
 /// What a name means to one querying container.
@@ -101,9 +101,9 @@ struct Owner {
 #[derive(Debug, Default)]
 struct Index {
     /// By lower-case name.
-    networks: HashMap<String, NetworkRecord>,
+    networks: HashMap<String, DnsNetwork>,
     /// By id, as given (names not yet lower-cased).
-    containers: HashMap<Shared, ContainerRecord>,
+    containers: HashMap<Shared, DnsContainer>,
     /// Network → name or alias → targets in insertion order, all lower-case (nested so
     /// that lookups borrow the query's name instead of building a key).
     names: HashMap<Shared, HashMap<Shared, Targets>>,
@@ -122,7 +122,7 @@ impl NameView {
     }
 
     /// Adds or replaces a network (by name).
-    pub fn upsert_network(&self, network: NetworkRecord) -> Result<(), DnsError> {
+    pub fn upsert_network(&self, network: DnsNetwork) -> Result<(), DnsError> {
         validate_network_name(&network.name)?;
         self.write().networks.insert(network.name.to_ascii_lowercase(), network);
         Ok(())
@@ -135,7 +135,7 @@ impl NameView {
 
     /// Adds a container, or replaces the one with the same id (new addresses, aliases or
     /// networks take effect at once). Nothing changes if a name is invalid.
-    pub fn upsert_container(&self, container: ContainerRecord) -> Result<(), DnsError> {
+    pub fn upsert_container(&self, container: DnsContainer) -> Result<(), DnsError> {
         validate_container(&container)?;
         let mut index = self.write();
         index.remove_container(&container.id);
@@ -154,8 +154,8 @@ impl NameView {
     /// resolving); the reasons are returned for the caller to log.
     pub fn replace_all(
         &self,
-        networks: impl IntoIterator<Item = NetworkRecord>,
-        containers: impl IntoIterator<Item = ContainerRecord>,
+        networks: impl IntoIterator<Item = DnsNetwork>,
+        containers: impl IntoIterator<Item = DnsContainer>,
     ) -> Vec<DnsError> {
         let mut skipped = Vec::new();
         let mut fresh = Index::default();
@@ -185,7 +185,7 @@ impl NameView {
     /// theirs). Invalid records are left out, as in [`NameView::replace_all`].
     pub fn update_containers<'a>(
         &self,
-        upserts: impl IntoIterator<Item = ContainerRecord>,
+        upserts: impl IntoIterator<Item = DnsContainer>,
         removed: impl IntoIterator<Item = &'a str>,
     ) -> Vec<DnsError> {
         let mut skipped = Vec::new();
@@ -204,7 +204,7 @@ impl NameView {
     }
 
     /// The record of container `id`, as last given.
-    pub fn container(&self, id: &str) -> Option<ContainerRecord> {
+    pub fn container(&self, id: &str) -> Option<DnsContainer> {
         self.read().containers.get(id).cloned()
     }
 
@@ -297,7 +297,7 @@ impl Index {
         }
     }
 
-    fn add_container(&mut self, container: ContainerRecord) {
+    fn add_container(&mut self, container: DnsContainer) {
         let id = Shared::from(container.id.as_str());
         let name = Shared::from(container.name.to_ascii_lowercase());
         let mut attached = Vec::with_capacity(container.endpoints.len());
@@ -382,7 +382,7 @@ fn validate_network_name(name: &str) -> Result<(), DnsError> {
     Ok(())
 }
 
-fn validate_container(container: &ContainerRecord) -> Result<(), DnsError> {
+fn validate_container(container: &DnsContainer) -> Result<(), DnsError> {
     validate_name(&container.name, "container")?;
     for endpoint in &container.endpoints {
         validate_network_name(&endpoint.network)?;

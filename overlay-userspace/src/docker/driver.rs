@@ -22,8 +22,8 @@ use crate::{
     container,
     datapath::LocalEndpointSpec,
     endpoint::{self, EndpointRecord},
-    ipam::{self, Allocation, Release},
     netlink::VethSpec,
+    network::ipam::{self, Allocation, Release},
     network::{self, NetworkError, NetworkRecord, spec::first_host, subnet::overlaps},
     store::{Store, Transact},
 };

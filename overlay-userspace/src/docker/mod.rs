@@ -44,9 +44,9 @@ pub use client::DockerClient;
 use crate::{
     datapath::Datapath,
     dns::{self, DnsError, Upstreams},
-    ipam::Ipam,
     netlink::Netlink,
     network::SubnetPool,
+    network::ipam::Ipam,
     shutdown::Shutdown,
     store::{LeaseId, Store, Transact},
 };

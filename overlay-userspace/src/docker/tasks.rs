@@ -13,13 +13,13 @@ use super::{
     state::{Binding, DockerNetwork},
 };
 use crate::{
-    agent::reconcile::ClusterState,
     cluster::keys as cluster_keys,
     dns::{self, NameView},
     endpoint,
-    ipam::Release,
+    network::ipam::Release,
     network::{self, CreateRequest, NetworkError, NetworkSpec},
     store::{Store, Transact, WatchEvent, WatchUpdate, watch_prefix},
+    topology::{NamesTouched, Topology},
 };
 
 /// The querier the Docker resolver answers as: dockerd forwards from the host, not
@@ -283,7 +283,7 @@ async fn republish<S: Store + Transact>(p: Arc<Plugin<S>>) {
 /// Follows the cluster: the Docker resolver's names, and the mirror.
 async fn follow_cluster<S: Store + Transact>(p: Arc<Plugin<S>>, view: NameView) {
     let mut updates = watch_prefix(p.backend.store.clone(), cluster_keys::ROOT.to_owned(), p.shutdown.clone());
-    let mut cluster = ClusterState::default();
+    let mut cluster = Topology::default();
     let mut markers: BTreeMap<String, Marker> = BTreeMap::new();
     let mut synced = false;
     let mut resync = tokio::time::interval(RESYNC);
@@ -316,10 +316,10 @@ async fn follow_cluster<S: Store + Transact>(p: Arc<Plugin<S>>, view: NameView) 
     }
 }
 
-fn absorb(cluster: &mut ClusterState, markers: &mut BTreeMap<String, Marker>, update: WatchUpdate) {
+fn absorb(cluster: &mut Topology, markers: &mut BTreeMap<String, Marker>, update: WatchUpdate) {
     match update {
         WatchUpdate::Reset(entries) => {
-            *cluster = ClusterState::from_entries(&entries);
+            *cluster = Topology::from_entries(&entries);
             markers.clear();
             for entry in &entries {
                 put_marker(markers, &entry.key, &entry.value);
@@ -336,7 +336,7 @@ fn absorb(cluster: &mut ClusterState, markers: &mut BTreeMap<String, Marker>, up
             }
             // This view is rebuilt whole after each batch (see `update_view`), so what
             // changed is not tracked.
-            cluster.apply(&event, &mut crate::agent::cluster_state::NamesTouched::default());
+            cluster.apply(&event, &mut NamesTouched::default());
         }
     }
 }
@@ -353,18 +353,18 @@ fn put_marker(markers: &mut BTreeMap<String, Marker>, key: &str, value: &[u8]) {
 }
 
 /// The cluster's names, and the querier on every network bound to this host's Docker.
-pub fn view_records(cluster: &ClusterState, bound: &[String]) -> (Vec<dns::NetworkRecord>, Vec<dns::ContainerRecord>) {
+pub fn view_records(cluster: &Topology, bound: &[String]) -> (Vec<dns::DnsNetwork>, Vec<dns::DnsContainer>) {
     let (mut networks, mut containers) = cluster.dns_records();
-    networks.push(dns::NetworkRecord { name: QUERIER_NETWORK.into(), internal: false });
+    networks.push(dns::DnsNetwork { name: QUERIER_NETWORK.into(), internal: false });
     let endpoints = std::iter::once(QUERIER_NETWORK.to_owned())
         .chain(bound.iter().cloned())
-        .map(|network| dns::Endpoint { network, ip: Ipv4Addr::UNSPECIFIED, aliases: Vec::new() })
+        .map(|network| dns::DnsEndpoint { network, ip: Ipv4Addr::UNSPECIFIED, aliases: Vec::new() })
         .collect();
-    containers.push(dns::ContainerRecord { id: QUERIER.into(), name: QUERIER.into(), endpoints });
+    containers.push(dns::DnsContainer { id: QUERIER.into(), name: QUERIER.into(), endpoints });
     (networks, containers)
 }
 
-fn update_view(view: &NameView, cluster: &ClusterState, bound: &[String]) {
+fn update_view(view: &NameView, cluster: &Topology, bound: &[String]) {
     let (networks, containers) = view_records(cluster, bound);
     for error in view.replace_all(networks, containers) {
         tracing::warn!("a name left out of Docker's DNS: {error}");
@@ -373,7 +373,7 @@ fn update_view(view: &NameView, cluster: &ClusterState, bound: &[String]) {
 
 /// Makes this dockerd hold the networks created through Docker anywhere in the
 /// cluster, and drop those whose cluster network is gone.
-async fn mirror<S: Store + Transact>(p: &Plugin<S>, cluster: &ClusterState, markers: &BTreeMap<String, Marker>) {
+async fn mirror<S: Store + Transact>(p: &Plugin<S>, cluster: &Topology, markers: &BTreeMap<String, Marker>) {
     let Some(docker) = &p.docker else { return };
     let existing = match docker.networks(&p.config.name).await {
         Ok(existing) => existing,
@@ -442,20 +442,20 @@ mod tests {
     #[test]
     fn the_querier_sees_the_bound_networks_and_forwards_the_rest() {
         let view = NameView::new();
-        let (networks, mut containers) = view_records(&ClusterState::default(), &["my_network".to_owned()]);
-        containers.push(dns::ContainerRecord {
+        let (networks, mut containers) = view_records(&Topology::default(), &["my_network".to_owned()]);
+        containers.push(dns::DnsContainer {
             id: "busybox02".into(),
             name: "busybox02".into(),
-            endpoints: vec![dns::Endpoint {
+            endpoints: vec![dns::DnsEndpoint {
                 network: "my_network".into(),
                 ip: Ipv4Addr::new(10, 0, 9, 3),
                 aliases: vec![],
             }],
         });
-        containers.push(dns::ContainerRecord {
+        containers.push(dns::DnsContainer {
             id: "other".into(),
             name: "other".into(),
-            endpoints: vec![dns::Endpoint {
+            endpoints: vec![dns::DnsEndpoint {
                 network: "elsewhere".into(),
                 ip: Ipv4Addr::new(10, 0, 8, 3),
                 aliases: vec![],

@@ -32,8 +32,3 @@ pub fn vni(vni: u32) -> String {
 pub fn host_networks(node_id: &str) -> String {
     format!("{HOST_NETWORKS}{node_id}")
 }
-
-/// The last part of a key under `dir`, if it is one level below it.
-pub fn leaf<'a>(key: &'a str, dir: &str) -> Option<&'a str> {
-    key.strip_prefix(dir).filter(|rest| !rest.is_empty() && !rest.contains('/'))
-}

@@ -3,14 +3,19 @@
 //!
 //! - [`spec`]: the checks on what the operator gives, before anything is written;
 //! - [`subnet`]: overlaps, and the choice of a free subnet from the default pool;
-//! - [`registry`]: create, list, find, inspect and remove, in the store;
+//! - [`registry`]: create, list and find, in the store;
+//! - [`ipam`]: the cluster-wide address allocator: addresses within a network;
+//! - [`attached`]: what is attached to a network (its addresses): inspect, and remove
+//!   only when nothing is;
 //! - [`host`]: each agent publishes its host's IPv4 routes and addresses, so that no
 //!   overlay subnet shadows a network a member host reaches.
 //!
 //! The keys are in [`keys`] and docs/store.md; the behaviour in docs/networks.md.
 
+pub mod attached;
 mod error;
 pub mod host;
+pub mod ipam;
 pub mod keys;
 pub mod registry;
 pub mod spec;
@@ -21,9 +26,10 @@ use std::{collections::BTreeMap, net::Ipv4Addr};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+pub use attached::{EndpointView, NetworkView, inspect, remove};
 pub use error::NetworkError;
 pub use host::{HostAddress, HostNetworks, HostRoute};
-pub use registry::{EndpointView, NetworkView, create, find, inspect, list, remove};
+pub use registry::{create, find, list};
 pub use spec::{Addressing, CreateRequest, DRIVER, NetworkSpec};
 pub use subnet::{SubnetPool, Taken};
 

@@ -1,4 +1,5 @@
-//! Networks in the store: `overlay network create | ls | inspect | rm`.
+//! Networks in the store: `overlay network create | ls` and finding a network by name
+//! or ID (`inspect` and `rm`, which look at what is attached, are in `attached.rs`).
 //!
 //! A creation lists everything under `v1/networks/`, decides (name free, subnet free or
 //! chosen, VNI), and writes the record, the name, the VNI and the VNI counter in one
@@ -9,24 +10,20 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
     time::Duration,
 };
-
-use serde::Serialize;
 
 use super::{
     Addressing, DRIVER, NetworkError, NetworkRecord, NetworkSpec, SubnetPool, Taken, VNI_FIRST, VNI_LAST, host, keys,
     new_id, subnet::first_overlap,
 };
 use crate::{
-    cluster::{self, NodeRecord},
-    ipam::{self, Allocation},
-    store::{Condition, Entry, Op, Store, Transact},
+    cluster,
+    store::{Condition, Entry, Op, Store, Transact, name_under},
 };
 
 /// Attempts before a creation or removal gives up under constant concurrent changes.
-const ATTEMPTS: u32 = 20;
+pub(super) const ATTEMPTS: u32 = 20;
 
 /// Everything under `v1/networks/`, read at one revision.
 struct Snapshot {
@@ -37,7 +34,8 @@ struct Snapshot {
     revision: i64,
 }
 
-fn text(entry: &Entry) -> String {
+/// The network ID a name or VNI key holds.
+pub(super) fn stored_id(entry: &Entry) -> String {
     String::from_utf8_lossy(&entry.value).trim().to_owned()
 }
 
@@ -51,7 +49,7 @@ async fn snapshot<S: Store>(store: &S) -> Result<Snapshot, NetworkError> {
         revision: listing.revision,
     };
     for entry in listing.entries {
-        if keys::leaf(&entry.key, keys::IDS).is_some() {
+        if name_under(&entry.key, keys::IDS).is_some() {
             match serde_json::from_slice::<NetworkRecord>(&entry.value) {
                 Ok(record) => {
                     // A record's VNI is taken even if its VNI key was lost.
@@ -60,9 +58,9 @@ async fn snapshot<S: Store>(store: &S) -> Result<Snapshot, NetworkError> {
                 }
                 Err(error) => tracing::warn!("skipping malformed network record at {}: {error}", entry.key),
             }
-        } else if let Some(name) = keys::leaf(&entry.key, keys::NAMES) {
-            snapshot.names.insert(name.to_owned(), text(&entry));
-        } else if let Some(vni) = keys::leaf(&entry.key, keys::VNIS) {
+        } else if let Some(name) = name_under(&entry.key, keys::NAMES) {
+            snapshot.names.insert(name.to_owned(), stored_id(&entry));
+        } else if let Some(vni) = name_under(&entry.key, keys::VNIS) {
             match vni.parse() {
                 Ok(vni) => {
                     snapshot.vnis.insert(vni);
@@ -70,7 +68,7 @@ async fn snapshot<S: Store>(store: &S) -> Result<Snapshot, NetworkError> {
                 Err(_) => tracing::warn!("skipping malformed VNI key {}", entry.key),
             }
         } else if entry.key == keys::NEXT_VNI {
-            snapshot.next_vni = text(&entry).parse().unwrap_or(VNI_FIRST);
+            snapshot.next_vni = stored_id(&entry).parse().unwrap_or(VNI_FIRST);
         }
     }
     snapshot.records.sort_by(|a, b| a.0.name.cmp(&b.0.name));
@@ -181,13 +179,13 @@ async fn record_at<S: Store>(store: &S, id: &str) -> Result<Option<(NetworkRecor
 }
 
 /// A network by name, full ID or unique ID prefix, with its record's revision.
-async fn find_entry<S: Store>(store: &S, network: &str) -> Result<(NetworkRecord, i64), NetworkError> {
+pub(super) async fn find_entry<S: Store>(store: &S, network: &str) -> Result<(NetworkRecord, i64), NetworkError> {
     let not_found = || NetworkError::NotFound { network: network.to_owned() };
     if network.is_empty() || network.contains('/') {
         return Err(not_found());
     }
     if let Some(entry) = store.get(&keys::name(network)).await?
-        && let Some(found) = record_at(store, &text(&entry)).await?
+        && let Some(found) = record_at(store, &stored_id(&entry)).await?
     {
         return Ok(found);
     }
@@ -217,106 +215,6 @@ async fn find_entry<S: Store>(store: &S, network: &str) -> Result<(NetworkRecord
 /// A network by name, full ID or unique ID prefix.
 pub async fn find<S: Store>(store: &S, network: &str) -> Result<NetworkRecord, NetworkError> {
     Ok(find_entry(store, network).await?.0)
-}
-
-/// An endpoint attached to a network, as `overlay network inspect` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct EndpointView {
-    pub endpoint: String,
-    pub address: Ipv4Addr,
-    pub node_id: String,
-}
-
-/// `overlay network inspect`: the record and the endpoints on each host (by node name).
-#[derive(Clone, Debug, Serialize)]
-pub struct NetworkView {
-    #[serde(flatten)]
-    pub network: NetworkRecord,
-    pub scope: &'static str,
-    pub endpoints: BTreeMap<String, Vec<EndpointView>>,
-}
-
-/// Node ID -> node name, for the live nodes.
-async fn node_names<S: Store>(store: &S) -> Result<BTreeMap<String, String>, NetworkError> {
-    let listing = store.list(cluster::keys::NODES).await?;
-    Ok(listing
-        .entries
-        .iter()
-        .filter_map(|e| serde_json::from_slice::<NodeRecord>(&e.value).ok())
-        .map(|r| (r.id, r.name))
-        .collect())
-}
-
-fn host_name(names: &BTreeMap<String, String>, node_id: &str) -> String {
-    names.get(node_id).cloned().unwrap_or_else(|| node_id.to_owned())
-}
-
-/// The network and its endpoints grouped by host (the node's name, or its ID if the
-/// node is not registered).
-pub async fn inspect<S: Store>(store: &S, network: &str) -> Result<NetworkView, NetworkError> {
-    let record = find(store, network).await?;
-    let allocations = ipam::allocations(store, &record.id).await?;
-    let names = node_names(store).await?;
-    let mut endpoints: BTreeMap<String, Vec<EndpointView>> = BTreeMap::new();
-    for allocation in allocations {
-        endpoints.entry(host_name(&names, &allocation.node)).or_default().push(EndpointView {
-            endpoint: allocation.endpoint,
-            address: allocation.address,
-            node_id: allocation.node,
-        });
-    }
-    Ok(NetworkView { scope: record.scope(), network: record, endpoints })
-}
-
-fn describe(allocations: &[Allocation], names: &BTreeMap<String, String>) -> String {
-    const SHOWN: usize = 10;
-    let mut text: Vec<String> = allocations
-        .iter()
-        .take(SHOWN)
-        .map(|a| format!("{} ({} on {})", a.endpoint, a.address, host_name(names, &a.node)))
-        .collect();
-    if allocations.len() > SHOWN {
-        text.push(format!("and {} more", allocations.len() - SHOWN));
-    }
-    text.join(", ")
-}
-
-/// Removes a network (by name, ID or unique ID prefix) if no endpoint is attached,
-/// atomically: an address allocated at the same moment either makes the removal fail
-/// (naming it) or fails itself because the network is gone.
-pub async fn remove<S: Transact>(store: &S, network: &str) -> Result<NetworkRecord, NetworkError> {
-    for _ in 0..ATTEMPTS {
-        let (record, revision) = find_entry(store, network).await?;
-        let mut when = vec![
-            Condition::ModRevision(keys::id(&record.id), revision),
-            Condition::PrefixEmpty(ipam::keys::network(&record.id)),
-        ];
-        let mut then = vec![Op::Delete(keys::id(&record.id))];
-        // The name and VNI keys go too, if they are still this network's.
-        for key in [keys::name(&record.name), keys::vni(record.vni)] {
-            if let Some(entry) = store.get(&key).await?
-                && text(&entry) == record.id
-            {
-                when.push(Condition::ModRevision(key.clone(), entry.mod_revision));
-                then.push(Op::Delete(key));
-            }
-        }
-        if store.txn(when, then, Vec::new()).await?.succeeded {
-            tracing::info!(network = %record.name, id = %record.id, "network removed");
-            return Ok(record);
-        }
-        let attached = ipam::allocations(store, &record.id).await?;
-        if !attached.is_empty() {
-            let names = node_names(store).await?;
-            return Err(NetworkError::InUse {
-                name: record.name,
-                count: attached.len(),
-                endpoints: describe(&attached, &names),
-            });
-        }
-        // The record changed, or an endpoint came and went: look again.
-    }
-    Err(NetworkError::Contention { operation: "network rm", attempts: ATTEMPTS })
 }
 
 #[cfg(test)]

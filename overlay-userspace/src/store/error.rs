@@ -1,6 +1,6 @@
 use std::{path::PathBuf, time::Duration};
 
-use super::url::ACCEPTED_FORMS;
+use super::ACCEPTED_FORMS;
 
 /// What went wrong with the cluster store, and what to do about it.
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,7 @@
 mod backoff;
 mod error;
 mod etcd;
+mod key;
 mod txn;
 mod url;
 mod watch;
@@ -21,11 +22,15 @@ use tokio::sync::mpsc;
 pub use backoff::Backoff;
 pub use error::StoreError;
 pub use etcd::EtcdStore;
+pub use key::name_under;
 pub use txn::{Condition, Op, Transact, TxnOutcome};
-pub use url::{ACCEPTED_FORMS, Backend, DEFAULT_PREFIX, ETCD_DEFAULT_PORT, StoreUrl, parse as parse_url};
+pub use url::{Backend, DEFAULT_PREFIX, ETCD_DEFAULT_PORT, StoreUrl, parse as parse_url};
 pub use watch::{WatchUpdate, watch_prefix};
 
 use crate::shutdown::Shutdown;
+
+/// The forms `--store` accepts, for error messages.
+pub const ACCEPTED_FORMS: &str = "etcd://HOST:PORT[,HOST:PORT…]/PREFIX (e.g. etcd://192.168.1.140:2379/my_cluster)";
 
 /// A lease granted by the store; keys attached to it vanish when it expires.
 pub type LeaseId = i64;

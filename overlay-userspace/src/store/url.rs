@@ -8,9 +8,6 @@ pub const ETCD_DEFAULT_PORT: u16 = 2379;
 /// The cluster prefix when the URL has no path.
 pub const DEFAULT_PREFIX: &str = "overlay";
 
-/// The forms `--store` accepts, for error messages.
-pub const ACCEPTED_FORMS: &str = "etcd://HOST:PORT[,HOST:PORT…]/PREFIX (e.g. etcd://192.168.1.140:2379/my_cluster)";
-
 /// Which store a URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {

@@ -9,7 +9,7 @@ use std::{
 use overlay::{
     container::record::{ContainerRecord, ContainerStatus, State},
     endpoint::EndpointRecord,
-    ipam::Allocation,
+    network::ipam::Allocation,
     store::Entry,
 };
 

@@ -1,18 +1,44 @@
-//! The agent's copy of the cluster state the datapath depends on, kept from one watch
-//! on the store. Values that do not parse are logged and skipped, never trusted.
+//! The cluster's topology as one host follows it from the store: the live nodes and
+//! their VTEPs, the networks, and every endpoint. The agent's datapath task computes
+//! this host's tables from it (`agent::reconcile`) and the containers' names; the Docker
+//! plugin computes the names it serves dockerd and what it mirrors. Kept from one watch
+//! of `v1/`; values that do not parse are logged and skipped, never trusted.
+//!
+//! It reads `cluster` (nodes), `network` (networks) and `endpoint` records, so it sits
+//! above those modules rather than inside one of them.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
+    net::{IpAddr, Ipv4Addr},
 };
 
 use crate::{
-    agent::reconcile::{ClusterState, NetworkFacts},
     cluster::{NodeRecord, keys as cluster_keys},
+    dns::{DnsContainer, DnsEndpoint, DnsNetwork},
     endpoint::{self, EndpointRecord},
     network::{NetworkRecord, keys as network_keys},
-    store::{Entry, WatchEvent},
+    store::{Entry, WatchEvent, name_under},
 };
+
+/// What the datapath and the names depend on.
+#[derive(Clone, Debug, Default)]
+pub struct Topology {
+    /// Live nodes: ID → advertised (VTEP) address.
+    pub nodes: BTreeMap<String, Ipv4Addr>,
+    /// Networks by ID.
+    pub networks: BTreeMap<String, NetworkFacts>,
+    /// Endpoints by store key.
+    pub endpoints: BTreeMap<String, EndpointRecord>,
+}
+
+/// What the datapath and the names need of a network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkFacts {
+    pub name: String,
+    pub vni: u32,
+    pub gateway: Ipv4Addr,
+    pub internal: bool,
+}
 
 /// What an update changed in the names containers resolve.
 #[derive(Debug, Default)]
@@ -29,10 +55,10 @@ impl NamesTouched {
     }
 }
 
-impl ClusterState {
-    /// The state as of a full listing of the cluster's keys.
-    pub fn from_entries(entries: &[Entry]) -> ClusterState {
-        let mut state = ClusterState::default();
+impl Topology {
+    /// The topology as of a full listing of the cluster's keys.
+    pub fn from_entries(entries: &[Entry]) -> Topology {
+        let mut state = Topology::default();
         for entry in entries {
             state.put(&entry.key, &entry.value, &mut NamesTouched::default());
         }
@@ -48,7 +74,7 @@ impl ClusterState {
     }
 
     fn put(&mut self, key: &str, value: &[u8], touched: &mut NamesTouched) {
-        if let Some(id) = cluster_keys::id_of(key, cluster_keys::NODES) {
+        if let Some(id) = name_under(key, cluster_keys::NODES) {
             match serde_json::from_slice::<NodeRecord>(value) {
                 Ok(NodeRecord { address: IpAddr::V4(address), .. }) => {
                     // Names depend on which nodes are alive, not on what their records
@@ -60,7 +86,7 @@ impl ClusterState {
                 Ok(_) => tracing::warn!("node {id} advertises an IPv6 address; the overlay's underlay is IPv4"),
                 Err(error) => tracing::warn!("skipping malformed node record {key}: {error}"),
             }
-        } else if let Some(id) = network_keys::leaf(key, network_keys::IDS) {
+        } else if let Some(id) = name_under(key, network_keys::IDS) {
             match serde_json::from_slice::<NetworkRecord>(value) {
                 Ok(network) => {
                     let facts = NetworkFacts {
@@ -87,37 +113,31 @@ impl ClusterState {
     }
 
     fn delete(&mut self, key: &str, touched: &mut NamesTouched) {
-        if let Some(id) = cluster_keys::id_of(key, cluster_keys::NODES) {
+        if let Some(id) = name_under(key, cluster_keys::NODES) {
             touched.all |= self.nodes.remove(id).is_some();
-        } else if let Some(id) = network_keys::leaf(key, network_keys::IDS) {
+        } else if let Some(id) = name_under(key, network_keys::IDS) {
             touched.all |= self.networks.remove(id).is_some();
         } else if let Some(old) = self.endpoints.remove(key) {
             touched.containers.insert(old.container);
         }
     }
-}
 
-impl ClusterState {
     /// The names every container may resolve: networks, and containers with their
     /// addresses and aliases per network (the DNS view is rebuilt from this).
-    pub fn dns_records(&self) -> (Vec<crate::dns::NetworkRecord>, Vec<crate::dns::ContainerRecord>) {
-        let networks = self
-            .networks
-            .values()
-            .map(|n| crate::dns::NetworkRecord { name: n.name.clone(), internal: n.internal })
-            .collect();
+    pub fn dns_records(&self) -> (Vec<DnsNetwork>, Vec<DnsContainer>) {
+        let networks =
+            self.networks.values().map(|n| DnsNetwork { name: n.name.clone(), internal: n.internal }).collect();
         (networks, self.containers_where(|_| true))
     }
 
     /// The DNS records of the containers named in `names` that still have an endpoint
     /// on a live node (one pass over the endpoints, whatever the number of names).
-    pub fn dns_records_of(&self, names: &BTreeSet<String>) -> Vec<crate::dns::ContainerRecord> {
+    pub fn dns_records_of(&self, names: &BTreeSet<String>) -> Vec<DnsContainer> {
         self.containers_where(|name| names.contains(name))
     }
 
-    fn containers_where(&self, wanted: impl Fn(&str) -> bool) -> Vec<crate::dns::ContainerRecord> {
-        use crate::dns::{ContainerRecord, Endpoint};
-        let mut containers: BTreeMap<&str, ContainerRecord> = BTreeMap::new();
+    fn containers_where(&self, wanted: impl Fn(&str) -> bool) -> Vec<DnsContainer> {
+        let mut containers: BTreeMap<&str, DnsContainer> = BTreeMap::new();
         for e in self.endpoints.values() {
             if !wanted(&e.container) {
                 continue;
@@ -129,13 +149,13 @@ impl ClusterState {
             }
             containers
                 .entry(e.container.as_str())
-                .or_insert_with(|| ContainerRecord {
+                .or_insert_with(|| DnsContainer {
                     id: e.container.clone(),
                     name: e.container.clone(),
                     endpoints: vec![],
                 })
                 .endpoints
-                .push(Endpoint { network: network.name.clone(), ip: e.ip, aliases: e.aliases.clone() });
+                .push(DnsEndpoint { network: network.name.clone(), ip: e.ip, aliases: e.aliases.clone() });
         }
         containers.into_values().collect()
     }
@@ -143,10 +163,7 @@ impl ClusterState {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-
     use super::*;
-    use crate::store::Entry;
 
     fn put(key: &str, value: serde_json::Value) -> WatchEvent {
         WatchEvent::Put(Entry { key: key.into(), value: value.to_string().into_bytes(), mod_revision: 1, lease: None })
@@ -178,7 +195,7 @@ mod tests {
 
     #[test]
     fn names_touched_by_each_kind_of_change() {
-        let mut state = ClusterState::default();
+        let mut state = Topology::default();
         let mut touched = NamesTouched::default();
         state.apply(&node("a", "192.168.1.141", 0), &mut touched);
         assert!(touched.all, "a node that joins may make names resolvable");

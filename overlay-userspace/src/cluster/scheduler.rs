@@ -1,6 +1,6 @@
 //! Placement of containers on nodes: spread (the default), binpack, random; a pinned
-//! node or label constraints narrow the candidates first. Pure: the manager feeds it
-//! the live, healthy nodes and the current placement.
+//! node or label constraints narrow the candidates first. Pure: the leading manager's
+//! placement feeds it the live, healthy nodes and the current placement.
 
 use std::collections::BTreeMap;
 
