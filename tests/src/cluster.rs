@@ -12,10 +12,10 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use crate::{
-    bin::overlay_bin,
     cmd,
     etcd::tail,
     lab::{Host, Lab},
+    overlay_binary,
 };
 
 /// Short lease timing so that tests run in seconds.
@@ -55,7 +55,7 @@ pub struct Daemon {
 impl Daemon {
     /// Runs `overlay ARGS` in `host`'s namespace, stderr and stdout to `log`.
     pub fn spawn(host: &Host, name: &str, args: &[&str], log: &Path) -> anyhow::Result<Self> {
-        let bin = overlay_bin()?;
+        let bin = overlay_binary::path()?;
         let bin = bin.to_str().context("overlay path is not UTF-8")?.to_owned();
         let mut all = vec![bin.as_str()];
         all.extend_from_slice(args);
@@ -76,7 +76,7 @@ impl Daemon {
     /// --net`): unlike `ip netns exec`, the process keeps the machine's mount namespace,
     /// so the container namespaces an agent mounts under /run/netns are visible to all.
     pub fn spawn_entered(host: &Host, name: &str, args: &[&str], log: &Path) -> anyhow::Result<Self> {
-        let bin = overlay_bin()?;
+        let bin = overlay_binary::path()?;
         let net = format!("--net=/run/netns/{}", host.ns);
         let out = File::options().create(true).append(true).open(log)?;
         let child = Command::new("nsenter")
@@ -264,7 +264,7 @@ pub fn start_manager(scratch: &Scratch, store: &str, host: &Host) -> anyhow::Res
 
 /// Runs `overlay ARGS` in `host`'s namespace and returns its output, whatever the status.
 pub fn overlay(host: &Host, args: &[&str]) -> anyhow::Result<Output> {
-    let bin = overlay_bin()?;
+    let bin = overlay_binary::path()?;
     let bin = bin.to_str().context("overlay path is not UTF-8")?.to_owned();
     let mut all = vec![bin.as_str()];
     all.extend_from_slice(args);

@@ -8,7 +8,6 @@
 //! namespace or the machine's interfaces. Everything is deleted when the lab is dropped,
 //! whether the test passed, failed or panicked.
 
-pub mod bin;
 pub mod cluster;
 pub mod cmd;
 pub mod datapath;
@@ -20,6 +19,7 @@ pub mod faults;
 pub mod ipam;
 pub mod kernel_vxlan;
 pub mod lab;
+pub mod overlay_binary;
 pub mod packets;
 pub mod traffic;
 

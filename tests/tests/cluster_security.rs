@@ -7,10 +7,10 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use overlay_tests::{
     Lab,
-    bin::overlay_bin,
     cluster::{Scratch, overlay, report, start_agent, wait_for_list},
     cmd,
     etcd::{Etcd, TestPki},
+    overlay_binary,
 };
 
 #[test]
@@ -77,7 +77,7 @@ fn users_and_passwords() -> anyhow::Result<()> {
     let password_arg = password_file.to_str().context("utf-8")?;
     let agent = start_agent(&scratch, &store, agt01, &["--store-user", "root", "--store-password-file", password_arg])?;
     let result = (|| {
-        let bin = overlay_bin()?;
+        let bin = overlay_binary::path()?;
         let bin = bin.to_str().context("utf-8")?;
         let list_with = |env: &[&str], args: &[&str]| {
             let mut all = vec!["env"];

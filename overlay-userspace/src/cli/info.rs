@@ -28,7 +28,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     let (config, store) = args.store.connect_with_config(&runtime)?;
     let view = runtime.block_on(view::read(&store))?;
     match args.format {
-        Format::Text => print!("{}", text(&view, &config.url.to_string())),
+        Format::Text => print!("{}", as_text(&view, &config.url.to_string())),
         Format::Json => println!("{}", serde_json::to_string_pretty(&as_json(&view, &config.url.to_string()))?),
     }
     Ok(())
@@ -41,7 +41,7 @@ fn memory(bytes: u64) -> String {
     if b >= GIB { format!("{:.2} GiB", b / GIB) } else { format!("{:.1} MiB", b / MIB) }
 }
 
-fn text(view: &ClusterView, store: &str) -> String {
+fn as_text(view: &ClusterView, store: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Store: {store}");
     match &view.manager {

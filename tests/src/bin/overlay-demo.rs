@@ -250,7 +250,7 @@ fn ping_by_name(demo: &mut Demo) -> anyhow::Result<()> {
     demo.overlay(&node2, &["exec", "busybox02", "--", "ping", "-c", "3", "-i", "0.2", "busybox01"])?;
     println!("\nDatapath counters on {node2}:");
     let pin_dir = demo.lab.host(&node2).pin_dir.to_string_lossy().into_owned();
-    let bin = overlay_tests::bin::overlay_bin()?;
+    let bin = overlay_tests::overlay_binary::path()?;
     let bin = bin.to_str().context("overlay path is not UTF-8")?;
     print!("{}", overlay_tests::cmd::run_in(&demo.lab.host(&node2).ns, &[bin, "stats", "--pin-dir", &pin_dir])?);
     Ok(())

@@ -9,7 +9,7 @@ use anyhow::bail;
 /// one; else the workspace's target/debug/overlay (built by `cargo xtask test` before the
 /// tests, whose binaries live in target/debug/deps; `cargo build -p overlay-userspace`
 /// builds it by hand).
-pub fn overlay_bin() -> anyhow::Result<PathBuf> {
+pub fn path() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("OVERLAY_BIN") {
         return Ok(PathBuf::from(path));
     }
