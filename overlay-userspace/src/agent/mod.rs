@@ -159,6 +159,7 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     membership.count_containers(containers.clone());
     let lease = membership.lease();
     let docker_lease = membership.lease();
+    let host_networks_lease = membership.lease();
     tasks.spawn({
         let shutdown = tasks_shutdown.clone();
         async move { ("membership", membership.run(shutdown).await.map_err(AgentError::from)) }
@@ -236,10 +237,10 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     });
     tasks.spawn({
         let (store, id, name) = (store.clone(), node_id.clone(), node_name.clone());
-        let shutdown = tasks_shutdown.clone();
+        let (shutdown, lease) = (tasks_shutdown.clone(), host_networks_lease);
         async move {
-            crate::network::host::run_publisher(store, id, name, crate::network::host::PUBLISH_INTERVAL, shutdown)
-                .await;
+            let interval = crate::network::host::PUBLISH_INTERVAL;
+            crate::network::host::run_publisher(store, id, name, interval, Some(lease), shutdown).await;
             ("host-networks", Ok(()))
         }
     });

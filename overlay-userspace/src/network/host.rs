@@ -197,29 +197,86 @@ pub async fn read_published<S: Store>(store: &S) -> Result<Vec<HostNetworks>, Ne
         .collect())
 }
 
-/// How often [`run_publisher`] reads the host's routes by default.
-pub const PUBLISH_INTERVAL: Duration = Duration::from_secs(10);
+/// How often [`run_publisher`] reads the host's routes when no event came: a safety net
+/// for events the kernel dropped (a netlink socket that overflows loses them).
+pub const PUBLISH_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Keeps this host's record up to date until `shutdown`: every `interval` it reads the
-/// routes and addresses and rewrites the record if they changed, or if the node's lease
-/// changed (the record follows the lease of the node's record `v1/nodes/NODE_ID`, so
-/// it needs no lease of its own and survives the agent registering again). Store and
-/// netlink failures are logged and retried at the next interval.
+/// After a route or address event, wait this long for the rest of a burst (an interface
+/// coming up adds an address and several routes) before reading once.
+const EVENT_SETTLE: Duration = Duration::from_millis(50);
+
+/// Route, address and link changes of this namespace's kernel, as a stream of wake-ups
+/// (like `ip monitor route address link`). `None`, after a warning, if the socket
+/// cannot be opened: the publisher then polls.
+fn subscribe() -> Option<tokio::sync::mpsc::UnboundedReceiver<()>> {
+    use rtnetlink::constants::{RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_LINK};
+    use rtnetlink::sys::{AsyncSocket, SocketAddr};
+    let opened = rtnetlink::new_connection().and_then(|(mut connection, _, messages)| {
+        let groups = SocketAddr::new(0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE);
+        connection.socket_mut().socket_mut().bind(&groups)?;
+        Ok((connection, messages))
+    });
+    match opened {
+        Ok((connection, messages)) => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            // Ends when the publisher drops its receiver.
+            tokio::spawn(async move {
+                use futures_util::StreamExt;
+                let mut messages = messages;
+                let forward = async move {
+                    while messages.next().await.is_some() {
+                        if tx.send(()).is_err() {
+                            return;
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = connection => {}
+                    _ = forward => {}
+                }
+            });
+            Some(rx)
+        }
+        Err(error) => {
+            tracing::warn!(
+                "cannot follow this host's route changes ({error}); reading them every {PUBLISH_INTERVAL:?}"
+            );
+            None
+        }
+    }
+}
+
+/// Keeps this host's record up to date until `shutdown`: it reads the routes and
+/// addresses when the kernel reports a change (and every `interval` all the same, and
+/// when the node's lease changes), and rewrites the record if they changed, or if the
+/// node's lease changed (the record follows the lease of the node's record
+/// `v1/nodes/NODE_ID`, so it needs no lease of its own and survives the agent
+/// registering again). Store and netlink failures are logged and retried.
 pub async fn run_publisher<S: Store>(
     store: S,
     node_id: String,
     node_name: String,
     interval: Duration,
+    mut lease_changes: Option<tokio::sync::watch::Receiver<LeaseId>>,
     shutdown: Shutdown,
 ) {
     let key = keys::host_networks(&node_id);
+    let mut events = subscribe();
+    let mut backoff = crate::store::Backoff::new(Duration::from_millis(250), interval.min(Duration::from_secs(5)));
+    // What the store was last seen or made to hold; an event that changes nothing of it
+    // (a container's veth coming up) costs one netlink read and no store request.
+    let mut published: Option<(Vec<HostRoute>, Vec<HostAddress>)> = None;
+    let mut only_if_changed = false;
     loop {
         let step = async {
+            let (routes, addresses) = read_local().await?;
+            if only_if_changed && published.as_ref() == Some(&(routes.clone(), addresses.clone())) {
+                return Ok(true);
+            }
             let Some(node) = store.get(&crate::cluster::keys::node(&node_id)).await? else {
                 return Ok(false);
             };
             let Some(lease) = node.lease else { return Ok(false) };
-            let (routes, addresses) = read_local().await?;
             let current = store.get(&key).await?;
             let unchanged = current.as_ref().is_some_and(|entry| {
                 entry.lease == Some(lease)
@@ -230,21 +287,65 @@ pub async fn run_publisher<S: Store>(
                 let record = HostNetworks {
                     node_id: node_id.clone(),
                     node_name: node_name.clone(),
-                    routes,
-                    addresses,
+                    routes: routes.clone(),
+                    addresses: addresses.clone(),
                     updated_at: crate::cluster::unix_now(),
                 };
                 store.put(&key, serde_json::to_vec(&record)?, Some(lease)).await?;
             }
+            published = Some((routes, addresses));
             Ok::<_, NetworkError>(true)
         };
-        match step.await {
-            Ok(true) => {}
-            Ok(false) => tracing::debug!("node {node_id} is not registered yet; host routes not published"),
-            Err(error) => tracing::warn!("publishing this host's routes and addresses failed ({error}); retrying"),
-        }
-        if shutdown.sleep(interval).await.is_err() {
-            return;
+        // A failure is retried soon (a change must not wait for the safety net).
+        let outcome = step.await;
+        only_if_changed = false;
+        let wait = match outcome {
+            Ok(true) => {
+                backoff.reset();
+                interval
+            }
+            Ok(false) => {
+                tracing::debug!("node {node_id} is not registered yet; host routes not published");
+                backoff.next_delay()
+            }
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!("publishing this host's routes and addresses failed ({error}); retrying in {delay:?}");
+                delay
+            }
+        };
+        let event = async {
+            match events.as_mut() {
+                Some(events) => events.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let lease_changed = async {
+            match lease_changes.as_mut() {
+                Some(lease) => lease.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            woke = event => {
+                if woke.is_none() {
+                    tracing::warn!("the route event socket closed; reading this host's routes every {interval:?}");
+                    events = None;
+                }
+                // The rest of the burst, then one reading for all of it.
+                tokio::time::sleep(EVENT_SETTLE).await;
+                if let Some(events) = events.as_mut() {
+                    while events.try_recv().is_ok() {}
+                }
+                only_if_changed = true;
+            }
+            open = lease_changed => {
+                if !open {
+                    lease_changes = None;
+                }
+            }
+            _ = shutdown.wait() => return,
         }
     }
 }
