@@ -25,6 +25,8 @@ pub enum CleanupError {
 
 pub fn cleanup(pin_dir: &Path, netns_prefix: &str) -> Result<CleanupReport, CleanupError> {
     let mut report = CleanupReport::default();
+    // Refused while an agent runs on these pins: it would lose its datapath under it.
+    let _lock = if pin_dir.exists() { Some(datapath::lock_pin_dir(pin_dir)?) } else { None };
     let entries = match std::fs::read_dir("/run/netns") {
         Ok(entries) => entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),

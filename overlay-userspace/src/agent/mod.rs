@@ -82,6 +82,9 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     if let Some(addr) = config.metrics {
         crate::metrics::check_address(addr)?;
     }
+    // One agent per datapath, refused before anything is sent to the store or the kernel.
+    let _pin_lock = crate::datapath::lock_pin_dir(&config.datapath.pin_dir)
+        .map_err(|e| AgentError::Datapath(datapath_setup::SetupError::Datapath(e)))?;
     let store = match store::connect(&config.store, config.store_timeout, &shutdown).await {
         Err(StoreError::Stopped) => return Ok(()),
         other => other?,

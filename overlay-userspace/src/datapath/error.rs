@@ -12,6 +12,11 @@ pub enum DatapathError {
     #[error("cannot use pin directory {path}: {source}")]
     PinDir { path: PathBuf, source: std::io::Error },
     #[error(
+        "pin directory {path} is in use by another agent ({holder}); two agents on one datapath would undo \
+         each other: stop that one first, or give this one its own --pin-dir"
+    )]
+    PinDirInUse { path: PathBuf, holder: String },
+    #[error(
         "{path} is not on a bpffs; mount one with `mount -t bpf bpffs DIR` outside /sys \
          (ip netns exec remounts /sys) and pin under it"
     )]

@@ -15,6 +15,7 @@ mod attach;
 mod bpffs;
 mod counters;
 mod error;
+mod pin_lock;
 mod pinned;
 mod tables;
 
@@ -29,6 +30,7 @@ use overlay_common::{HostConfig, ipv4_key, map_names, program_names};
 pub use bpffs::{DEFAULT_BPFFS, ensure_bpffs};
 pub use counters::{CounterSnapshot, NetworkCounters, read_pinned_counters};
 pub use error::DatapathError;
+pub use pin_lock::{PinLock, lock_pin_dir};
 pub use pinned::PinnedRemotes;
 pub use tables::{LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec};
 
