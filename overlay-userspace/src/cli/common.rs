@@ -13,10 +13,11 @@ use overlay::{
 /// Where the cluster store is and how to reach it.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// The cluster store: etcd://HOST:PORT[,HOST:PORT…]/PREFIX (the prefix names the cluster).
+    /// The cluster store: etcd://HOST:PORT[,HOST:PORT…]/PREFIX or zk://HOST:PORT[,HOST:PORT…]/PREFIX
+    /// (ZooKeeper 3.6+); the prefix names the cluster.
     #[arg(long, env = "OVERLAY_STORE")]
     pub store: Option<String>,
-    /// CA certificate (PEM) to verify the store's certificate; turns on TLS.
+    /// CA certificate (PEM) to verify the store's certificate; turns on TLS (etcd only).
     #[arg(long, env = "OVERLAY_STORE_CA")]
     pub store_ca: Option<PathBuf>,
     /// Client certificate (PEM) for stores that authenticate clients; needs --store-key.
@@ -25,7 +26,8 @@ pub struct StoreArgs {
     /// Client private key (PEM) for --store-cert.
     #[arg(long, env = "OVERLAY_STORE_KEY")]
     pub store_key: Option<PathBuf>,
-    /// User for etcd authentication; the password comes from OVERLAY_STORE_PASSWORD or --store-password-file.
+    /// User for etcd authentication, or ZooKeeper digest user (the cluster's nodes get an ACL for
+    /// this user only); the password comes from OVERLAY_STORE_PASSWORD or --store-password-file.
     #[arg(long, env = "OVERLAY_STORE_USER")]
     pub store_user: Option<String>,
     /// File holding the store password (first line).

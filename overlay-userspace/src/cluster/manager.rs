@@ -1,8 +1,8 @@
-//! The manager: one of possibly several `overlay manage` processes leads, chosen by
-//! who holds `v1/manager/leader` (written only if absent, attached to the manager's
-//! lease: when the leader dies its lease expires, the key vanishes and another takes
-//! it). The leader follows the nodes through a watch and writes each node's health, and
-//! places containers on them ([`placement`](super::placement)).
+//! The manager: one of possibly several `overlay manage` processes leads, chosen by the
+//! store's election `v1/manager/leader` ([`Store::campaign`], on the manager's lease: when
+//! the leader dies its lease expires and another takes the lead). The leader follows the
+//! nodes through a watch and writes each node's health, and places containers on them
+//! ([`placement`](super::placement)).
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -20,7 +20,7 @@ use super::{
 use crate::{
     container::record,
     shutdown::Shutdown,
-    store::{Backoff, Entry, Expect, LeaseId, PutOutcome, Store, WatchEvent, WatchUpdate, name_under, watch_prefix},
+    store::{Backoff, Entry, LeaseId, Store, WatchEvent, WatchUpdate, name_under, watch_prefix},
 };
 use serde::{Deserialize, Serialize};
 
@@ -246,7 +246,7 @@ impl<S: Store> Manager<S> {
             }
         };
         if self.leading {
-            match self.store.get(keys::LEADER).await? {
+            match self.store.leader(keys::LEADER).await? {
                 Some(entry) if entry.lease == Some(lease) => {}
                 _ => {
                     tracing::warn!("this manager lost the lead");
@@ -279,19 +279,9 @@ impl<S: Store> Manager<S> {
             since: unix_now(),
         };
         let value = serde_json::to_vec(&record)?;
-        match self.store.put_if(keys::LEADER, value, Some(lease), Expect::Absent).await? {
-            PutOutcome::Written => {
-                tracing::info!(name = %self.config.name, "this manager leads the cluster");
-                self.leading = true;
-            }
-            PutOutcome::Conflict(Some(current)) if current.lease == Some(lease) => self.leading = true,
-            // A leader key without a lease (written by hand) would never expire and would
-            // block every election: remove it and campaign at the next tick.
-            PutOutcome::Conflict(Some(current)) if current.lease.is_none() => {
-                tracing::warn!("removing {}: it has no lease, so no manager holds it", current.key);
-                self.store.delete_if(&current.key, current.mod_revision).await?;
-            }
-            PutOutcome::Conflict(_) => {}
+        if self.store.campaign(keys::LEADER, value, lease).await? {
+            tracing::info!(name = %self.config.name, "this manager leads the cluster");
+            self.leading = true;
         }
         Ok(())
     }

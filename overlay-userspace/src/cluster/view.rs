@@ -95,7 +95,7 @@ pub async fn read<S: Store>(store: &S) -> Result<ClusterView, ClusterError> {
         }
     }
     nodes.sort_by(|a, b| (&a.record.name, a.record.address).cmp(&(&b.record.name, b.record.address)));
-    let manager = match store.get(keys::LEADER).await? {
+    let manager = match store.leader(keys::LEADER).await? {
         None => None,
         Some(entry) => match serde_json::from_slice(&entry.value) {
             Ok(record) => Some(record),

@@ -8,8 +8,8 @@ pub enum StoreError {
     #[error("invalid store URL {url:?}: {reason}; expected {ACCEPTED_FORMS}")]
     InvalidUrl { url: String, reason: String },
     #[error(
-        "{scheme}:// stores are not supported: only etcd is supported so far; \
-         run etcd and use {ACCEPTED_FORMS}"
+        "{scheme}:// stores are not supported: there is no Consul backend (no Consul server to test it \
+         against); run etcd or ZooKeeper and use {ACCEPTED_FORMS}"
     )]
     UnsupportedBackend { scheme: String },
     #[error("no store given: pass --store URL or set OVERLAY_STORE, e.g. {ACCEPTED_FORMS}")]
@@ -20,9 +20,9 @@ pub enum StoreError {
     ReadFile { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error(
         "the store at {endpoints} stayed unreachable for {waited:?} (last error: {last_error}); \
-         check that etcd runs and listens there, or raise --store-timeout"
+         check that {store} runs and listens there, or raise --store-timeout"
     )]
-    Unreachable { endpoints: String, waited: Duration, last_error: String },
+    Unreachable { store: &'static str, endpoints: String, waited: Duration, last_error: String },
     #[error("the store at {endpoints} did not answer within {timeout:?} ({operation})")]
     Timeout { endpoints: String, operation: &'static str, timeout: Duration },
     #[error("store request {operation} failed: {message}")]
@@ -40,6 +40,18 @@ pub enum StoreError {
     PermissionDenied { operation: &'static str, message: String },
     #[error("a watch started at revision {requested} is before the store's compaction at {compacted}")]
     Compacted { requested: i64, compacted: i64 },
+    /// The lease expired or was revoked (etcd: not found; ZooKeeper: its session ended).
+    #[error("lease {lease:x} is gone (expired or revoked)")]
+    LeaseGone { lease: i64 },
+    /// ZooKeeper: the lease is another process's session, which only that process can use.
+    #[error(
+        "lease {lease:x} is the ZooKeeper session of another process: only the process that granted it \
+         can attach keys to it or keep it alive"
+    )]
+    ForeignLease { lease: i64 },
+    /// A key the backend cannot store as given.
+    #[error("the store cannot hold key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: String },
     #[error("stopped while waiting for the store")]
     Stopped,
 }

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::{
     Entry, Expect, LeaseId, LeaseStatus, Listing, PutOutcome, Store, StoreConfig, StoreError, WatchEvent, WatchMessage,
+    WatchStart, election,
 };
 
 /// A connection to an etcd v3 cluster, scoped to one cluster prefix.
@@ -88,6 +89,16 @@ impl EtcdStore {
     /// check that watches recover from compaction).
     pub async fn compact(&self, revision: i64) -> Result<(), StoreError> {
         self.call("compact", Repeat::Safe, |mut c| async move { c.compact(revision, None).await }).await.map(|_| ())
+    }
+}
+
+/// etcd's answer to a write on a lease that expired or was revoked, as its own error.
+pub(super) fn lease_gone(lease: Option<LeaseId>) -> impl Fn(StoreError) -> StoreError {
+    move |error| match (&error, lease) {
+        (StoreError::Request { message, .. }, Some(lease)) if message.contains("requested lease not found") => {
+            StoreError::LeaseGone { lease }
+        }
+        _ => error,
     }
 }
 
@@ -168,6 +179,7 @@ impl Store for EtcdStore {
         })
         .await
         .map(|_| ())
+        .map_err(lease_gone(lease))
     }
 
     async fn put_if(
@@ -192,7 +204,8 @@ impl Store for EtcdStore {
                 let txn = txn.clone();
                 async move { c.txn(txn).await }
             })
-            .await?;
+            .await
+            .map_err(lease_gone(lease))?;
         if response.succeeded() {
             return Ok(PutOutcome::Written);
         }
@@ -267,12 +280,26 @@ impl Store for EtcdStore {
         }
     }
 
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
     async fn watch(
         &self,
         prefix: &str,
-        from_revision: i64,
+        start: WatchStart,
     ) -> Result<mpsc::Receiver<Result<WatchMessage, StoreError>>, StoreError> {
         let key = self.full_key(prefix);
+        // A listing is read at one revision; the history from the next one on is
+        // everything that happened after it.
+        let (listing, from_revision) = match start {
+            WatchStart::Listing => {
+                let listing = self.list(prefix).await?;
+                let next = listing.revision + 1;
+                (Some(listing), next)
+            }
+            WatchStart::Revision(revision) => (None, revision),
+        };
         let options = WatchOptions::new().with_prefix().with_start_revision(from_revision);
         let mut stream = self
             .call("watch", Repeat::Safe, |mut c| {
@@ -281,6 +308,10 @@ impl Store for EtcdStore {
             })
             .await?;
         let (tx, rx) = mpsc::channel(64);
+        if let Some(listing) = listing {
+            // The channel is new and empty: this cannot fail for want of room.
+            let _ = tx.try_send(Ok(WatchMessage::Listing(listing)));
+        }
         let this = self.clone();
         tokio::spawn(async move {
             loop {
@@ -326,5 +357,13 @@ impl Store for EtcdStore {
             }
         });
         Ok(rx)
+    }
+
+    async fn campaign(&self, election: &str, value: Vec<u8>, lease: LeaseId) -> Result<bool, StoreError> {
+        election::campaign_by_key(self, election, value, lease).await
+    }
+
+    async fn leader(&self, election: &str) -> Result<Option<Entry>, StoreError> {
+        election::leader_by_key(self, election).await
     }
 }

@@ -1,19 +1,23 @@
-//! The cluster store: a small key-value interface ([`Store`]) with etcd v3 behind it.
+//! The cluster store: a small key-value interface ([`Store`]) with etcd v3 or ZooKeeper
+//! behind it.
 //!
 //! Every key a caller names is relative to the cluster's root `/PREFIX/` taken from the
-//! store URL, so clusters sharing one etcd never see each other's keys. The layout of
-//! the keys is in docs/store.md. Values are the callers' business (JSON in practice).
+//! store URL, so clusters sharing one store never see each other's keys. The layout of
+//! the keys, and how each backend maps leases, revisions, watches and elections onto its
+//! own primitives, is in docs/store.md. Values are the callers' business (JSON in practice).
 //!
-//! Adding a backend means a module implementing [`Store`] and a variant of
-//! [`AnyStore`]; callers are written against the trait or against `AnyStore`.
+//! Adding a backend means a module implementing [`Store`] and [`Transact`] and a variant
+//! of [`AnyStore`]; callers are written against the traits or against `AnyStore`.
 
 mod backoff;
+mod election;
 mod error;
 mod etcd;
 mod key;
 mod txn;
 mod url;
 mod watch;
+mod zookeeper;
 
 use std::{future::Future, path::PathBuf, time::Duration};
 
@@ -24,13 +28,15 @@ pub use error::StoreError;
 pub use etcd::EtcdStore;
 pub use key::name_under;
 pub use txn::{Condition, Op, Transact, TxnOutcome};
-pub use url::{Backend, DEFAULT_PREFIX, ETCD_DEFAULT_PORT, StoreUrl, parse as parse_url};
+pub use url::{Backend, DEFAULT_PREFIX, ETCD_DEFAULT_PORT, StoreUrl, ZOOKEEPER_DEFAULT_PORT, parse as parse_url};
 pub use watch::{WatchUpdate, watch_prefix};
+pub use zookeeper::ZkStore;
 
 use crate::shutdown::Shutdown;
 
 /// The forms `--store` accepts, for error messages.
-pub const ACCEPTED_FORMS: &str = "etcd://HOST:PORT[,HOST:PORT…]/PREFIX (e.g. etcd://192.168.1.140:2379/my_cluster)";
+pub const ACCEPTED_FORMS: &str = "etcd://HOST:PORT[,HOST:PORT…]/PREFIX (e.g. etcd://192.168.1.140:2379/my_cluster) \
+     or zk://HOST:PORT[,HOST:PORT…]/PREFIX (e.g. zk://192.168.1.140:2181/my_cluster)";
 
 /// A lease granted by the store; keys attached to it vanish when it expires.
 pub type LeaseId = i64;
@@ -94,10 +100,23 @@ impl WatchEvent {
     }
 }
 
+/// Where a backend's raw watch starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchStart {
+    /// With a [`WatchMessage::Listing`] of everything under the prefix, then every change
+    /// after it. The backend makes sure that no change falls between the two.
+    Listing,
+    /// With the changes from this revision on, replayed from the store's history. Only for
+    /// a store that [keeps history](Store::keeps_history).
+    Revision(i64),
+}
+
 /// What a backend's raw watch stream yields; [`watch_prefix`] turns it into a watch that
 /// survives reconnects and compaction.
 #[derive(Debug)]
 pub enum WatchMessage {
+    /// Everything under the prefix when the watch started ([`WatchStart::Listing`]).
+    Listing(Listing),
     Events(Vec<WatchEvent>),
     /// The start revision was compacted away: the caller must list again.
     Compacted {
@@ -140,14 +159,30 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn lease_status(&self, lease: LeaseId) -> impl Future<Output = Result<Option<LeaseStatus>, StoreError>> + Send;
     /// Revokes the lease, deleting its keys at once. A lease already gone is not an error.
     fn revoke_lease(&self, lease: LeaseId) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Streams changes under `prefix` from `from_revision` on. The stream ends (the
-    /// receiver closes) or yields an error when the connection breaks; see
-    /// [`watch_prefix`] for a watch that resumes by itself.
+    /// Whether the store keeps a history of changes that a watch can resume from
+    /// ([`WatchStart::Revision`]): etcd does, until it compacts; ZooKeeper does not, so its
+    /// watches list again after every break.
+    fn keeps_history(&self) -> bool;
+    /// Streams changes under `prefix` from `start` on. The stream ends (the receiver
+    /// closes) or yields an error when the connection breaks; see [`watch_prefix`] for a
+    /// watch that resumes by itself.
     fn watch(
         &self,
         prefix: &str,
-        from_revision: i64,
+        start: WatchStart,
     ) -> impl Future<Output = Result<mpsc::Receiver<Result<WatchMessage, StoreError>>, StoreError>> + Send;
+    /// Stands for the lead of `election` (a key) with `value`, for as long as `lease`
+    /// lives; true if this lease leads now. Call it again to stay a candidate: it never
+    /// blocks waiting for the lead. etcd: the key itself, created only if absent, on the
+    /// lease; ZooKeeper: ephemeral sequential candidates under it, the lowest leads.
+    fn campaign(
+        &self,
+        election: &str,
+        value: Vec<u8>,
+        lease: LeaseId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The leader of `election`: its value and lease (`None`: nobody leads).
+    fn leader(&self, election: &str) -> impl Future<Output = Result<Option<Entry>, StoreError>> + Send;
 }
 
 /// PEM files for TLS to the store.
@@ -215,6 +250,13 @@ impl StoreConfig {
                 Some(TlsConfig { ca_pem, identity })
             }
         };
+        if url.backend == Backend::ZooKeeper && tls.is_some() {
+            return Err(StoreError::InvalidOption(
+                "--store-ca, --store-cert and --store-key are for etcd: this build speaks plain TCP to ZooKeeper \
+                 (use digest authentication with --store-user, on a trusted network)"
+                    .into(),
+            ));
+        }
         let credentials = match (user, password) {
             (None, None) => None,
             (Some(user), Some(password)) if !user.is_empty() => Some(Credentials { user, password }),
@@ -235,7 +277,9 @@ impl StoreConfig {
 /// The store the URL names. Callers hold this (or are generic over [`Store`]).
 #[derive(Clone)]
 pub enum AnyStore {
-    Etcd(EtcdStore),
+    // Boxed: the etcd client is large, the ZooKeeper store is one pointer.
+    Etcd(Box<EtcdStore>),
+    ZooKeeper(ZkStore),
 }
 
 /// Connects to the store, retrying with backoff while it is unreachable and saying so.
@@ -251,7 +295,8 @@ pub async fn connect(
     loop {
         let attempt = async {
             let store = match config.url.backend {
-                Backend::Etcd => AnyStore::Etcd(EtcdStore::connect(config).await?),
+                Backend::Etcd => AnyStore::Etcd(Box::new(EtcdStore::connect(config).await?)),
+                Backend::ZooKeeper => AnyStore::ZooKeeper(ZkStore::connect(config).await?),
             };
             store.current_revision().await?;
             Ok::<_, StoreError>(store)
@@ -284,6 +329,7 @@ pub async fn connect(
             && waited >= limit
         {
             return Err(StoreError::Unreachable {
+                store: config.url.backend.name(),
                 endpoints: config.url.endpoints.join(","),
                 waited: limit,
                 last_error: error.to_string(),
@@ -313,6 +359,7 @@ macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             AnyStore::Etcd($store) => $call,
+            AnyStore::ZooKeeper($store) => $call,
         }
     };
 }
@@ -360,11 +407,20 @@ impl Store for AnyStore {
     async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
         dispatch!(self, s => s.revoke_lease(lease).await)
     }
+    fn keeps_history(&self) -> bool {
+        dispatch!(self, s => s.keeps_history())
+    }
     async fn watch(
         &self,
         prefix: &str,
-        from_revision: i64,
+        start: WatchStart,
     ) -> Result<mpsc::Receiver<Result<WatchMessage, StoreError>>, StoreError> {
-        dispatch!(self, s => s.watch(prefix, from_revision).await)
+        dispatch!(self, s => s.watch(prefix, start).await)
+    }
+    async fn campaign(&self, election: &str, value: Vec<u8>, lease: LeaseId) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.campaign(election, value, lease).await)
+    }
+    async fn leader(&self, election: &str) -> Result<Option<Entry>, StoreError> {
+        dispatch!(self, s => s.leader(election).await)
     }
 }

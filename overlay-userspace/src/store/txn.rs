@@ -1,5 +1,5 @@
 //! Multi-key transactions: several conditions checked and several writes made in one
-//! atomic step of the store (etcd's `Txn`). [`Store::put_if`] covers one key; creating
+//! atomic step of the store (etcd's `Txn`, ZooKeeper's `multi`). [`Store::put_if`] covers one key; creating
 //! a network (its record, its name, its VNI) and allocating an address (the address and
 //! the endpoint's claim on it) need several keys to change together or not at all.
 
@@ -63,6 +63,7 @@ impl Transact for AnyStore {
     async fn txn(&self, when: Vec<Condition>, then: Vec<Op>, otherwise: Vec<Op>) -> Result<TxnOutcome, StoreError> {
         match self {
             AnyStore::Etcd(store) => store.txn(when, then, otherwise).await,
+            AnyStore::ZooKeeper(store) => store.txn(when, then, otherwise).await,
         }
     }
 }

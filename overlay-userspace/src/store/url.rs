@@ -1,9 +1,13 @@
-//! Parsing the store URL: `etcd://HOST[:PORT][,HOST[:PORT]…]/PREFIX`.
+//! Parsing the store URL: `etcd://HOST[:PORT][,HOST[:PORT]…]/PREFIX` or
+//! `zk://HOST[:PORT][,HOST[:PORT]…]/PREFIX`.
 
 use super::StoreError;
 
 /// The port etcd clients use when the URL names none.
 pub const ETCD_DEFAULT_PORT: u16 = 2379;
+
+/// ZooKeeper's client port when the URL names none.
+pub const ZOOKEEPER_DEFAULT_PORT: u16 = 2181;
 
 /// The cluster prefix when the URL has no path.
 pub const DEFAULT_PREFIX: &str = "overlay";
@@ -12,6 +16,31 @@ pub const DEFAULT_PREFIX: &str = "overlay";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Etcd,
+    ZooKeeper,
+}
+
+impl Backend {
+    /// The URL scheme, and the store's name in messages.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Backend::Etcd => "etcd",
+            Backend::ZooKeeper => "zk",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Etcd => "etcd",
+            Backend::ZooKeeper => "ZooKeeper",
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            Backend::Etcd => ETCD_DEFAULT_PORT,
+            Backend::ZooKeeper => ZOOKEEPER_DEFAULT_PORT,
+        }
+    }
 }
 
 /// A parsed and validated store URL.
@@ -26,10 +55,7 @@ pub struct StoreUrl {
 
 impl std::fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = match self.backend {
-            Backend::Etcd => "etcd",
-        };
-        write!(f, "{scheme}://{}/{}", self.endpoints.join(","), self.prefix)
+        write!(f, "{}://{}/{}", self.backend.scheme(), self.endpoints.join(","), self.prefix)
     }
 }
 
@@ -45,18 +71,17 @@ fn invalid(url: &str, reason: impl Into<String>) -> StoreError {
     StoreError::InvalidUrl { url: url.to_owned(), reason: reason.into() }
 }
 
-/// Parses `url`; see [`StoreUrl`]. `consul://` and `zk://` are recognised and refused.
+/// Parses `url`; see [`StoreUrl`]. `consul://` is recognised and refused.
 pub fn parse(url: &str) -> Result<StoreUrl, StoreError> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(invalid(url, "it has no scheme"));
     };
-    match scheme.to_ascii_lowercase().as_str() {
-        "etcd" => {}
-        "consul" | "zk" | "zookeeper" => {
-            return Err(StoreError::UnsupportedBackend { scheme: scheme.to_owned() });
-        }
+    let backend = match scheme.to_ascii_lowercase().as_str() {
+        "etcd" => Backend::Etcd,
+        "zk" | "zookeeper" => Backend::ZooKeeper,
+        "consul" => return Err(StoreError::UnsupportedBackend { scheme: scheme.to_owned() }),
         _ => return Err(invalid(url, format!("unknown scheme {scheme:?}"))),
-    }
+    };
     let (hosts, path) = match rest.split_once('/') {
         Some((hosts, path)) => (hosts, path),
         None => (rest, ""),
@@ -64,14 +89,15 @@ pub fn parse(url: &str) -> Result<StoreUrl, StoreError> {
     if hosts.is_empty() {
         return Err(invalid(url, "it names no host"));
     }
-    let endpoints = hosts.split(',').map(|h| endpoint(url, h)).collect::<Result<Vec<_>, _>>()?;
+    let endpoints =
+        hosts.split(',').map(|h| endpoint(url, h, backend.default_port())).collect::<Result<Vec<_>, _>>()?;
     let prefix = path.trim_end_matches('/');
     let prefix = if prefix.is_empty() { DEFAULT_PREFIX } else { prefix };
     validate_prefix(url, prefix)?;
-    Ok(StoreUrl { backend: Backend::Etcd, endpoints, prefix: prefix.to_owned() })
+    Ok(StoreUrl { backend, endpoints, prefix: prefix.to_owned() })
 }
 
-fn endpoint(url: &str, hostport: &str) -> Result<String, StoreError> {
+fn endpoint(url: &str, hostport: &str, default_port: u16) -> Result<String, StoreError> {
     if hostport.is_empty() {
         return Err(invalid(url, "an endpoint between commas is empty"));
     }
@@ -106,7 +132,7 @@ fn endpoint(url: &str, hostport: &str) -> Result<String, StoreError> {
         return Err(invalid(url, format!("{host:?} is not a host name or IPv4 address")));
     }
     let port = match port {
-        None => ETCD_DEFAULT_PORT,
+        None => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(0) | Err(_) => return Err(invalid(url, format!("{p:?} is not a port number (1-65535)"))),
             Ok(p) => p,
@@ -157,11 +183,22 @@ mod tests {
     }
 
     #[test]
-    fn consul_and_zookeeper_are_refused_as_unsupported() {
-        for url in ["consul://10.0.0.1:8500/x", "zk://10.0.0.1:2181/x", "ZK://h/x"] {
+    fn zookeeper_endpoints_default_to_its_client_port() {
+        let url = parse("zk://192.168.1.140,zk2.example:2182,[fd00::1]/team/prod").unwrap();
+        assert_eq!(url.backend, Backend::ZooKeeper);
+        assert_eq!(url.endpoints, vec!["192.168.1.140:2181", "zk2.example:2182", "[fd00::1]:2181"]);
+        assert_eq!(url.prefix, "team/prod");
+        assert_eq!(url.to_string(), "zk://192.168.1.140:2181,zk2.example:2182,[fd00::1]:2181/team/prod");
+        assert_eq!(parse("ZooKeeper://h").unwrap().to_string(), "zk://h:2181/overlay");
+    }
+
+    #[test]
+    fn consul_is_refused_as_unsupported() {
+        for url in ["consul://10.0.0.1:8500/x", "CONSUL://h/x"] {
             let err = parse(url).unwrap_err();
             assert!(matches!(err, StoreError::UnsupportedBackend { .. }), "{url}: {err}");
-            assert!(err.to_string().contains("only etcd is supported so far"), "{err}");
+            assert!(err.to_string().contains("no Consul server"), "{err}");
+            assert!(err.to_string().contains("zk://HOST:PORT"), "{err}");
         }
     }
 
@@ -182,10 +219,14 @@ mod tests {
             "etcd://[fd00::1/x",
             "etcd://[nothex]:1/x",
             "etcd://h_x:1/x",
+            "zk://user:pw@h/x",
+            "zk://h:0/x",
+            "zk:///x",
         ] {
             let err = parse(url).unwrap_err();
             assert!(matches!(err, StoreError::InvalidUrl { .. }), "{url}: {err}");
             assert!(err.to_string().contains("etcd://HOST:PORT"), "{url}: {err}");
+            assert!(err.to_string().contains("zk://HOST:PORT"), "{url}: {err}");
         }
     }
 }

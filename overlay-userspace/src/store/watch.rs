@@ -1,11 +1,12 @@
 //! A watch that outlives connection losses: it resumes from the last revision it saw,
-//! and lists again when that revision was compacted away or the store was reset.
+//! and lists again when that revision was compacted away, the store was reset, or the
+//! store keeps no history to resume from (ZooKeeper).
 
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{Backoff, Entry, Store, WatchEvent, WatchMessage};
+use super::{Backoff, Entry, Store, WatchEvent, WatchMessage, WatchStart};
 use crate::shutdown::Shutdown;
 
 /// What a [`watch_prefix`] receiver gets.
@@ -37,34 +38,18 @@ async fn run<S: Store>(store: S, prefix: &str, tx: mpsc::Sender<WatchUpdate>, sh
     // The last revision delivered; None: list first.
     let mut last_seen: Option<i64> = None;
     loop {
-        let revision = match last_seen {
-            None => match store.list(prefix).await {
-                Ok(listing) => {
-                    if tx.send(WatchUpdate::Reset(listing.entries)).await.is_err() {
-                        return;
-                    }
-                    listing.revision
-                }
-                Err(error) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!("listing {prefix:?} in the store failed ({error}); retrying in {delay:?}");
-                    if shutdown.sleep(delay).await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-            },
-            Some(seen) => match store.current_revision().await {
+        let start = match last_seen {
+            // A store without history (ZooKeeper) lists again after every break.
+            Some(seen) if store.keeps_history() => match store.current_revision().await {
                 // A store restored or recreated empty counts revisions from 1 again:
                 // history after `seen` would never come, so list again.
                 Ok(current) if current < seen => {
                     tracing::warn!(
                         "the store's revision went back from {seen} to {current} (it was reset); listing {prefix:?} again"
                     );
-                    last_seen = None;
-                    continue;
+                    WatchStart::Listing
                 }
-                Ok(_) => seen,
+                Ok(_) => WatchStart::Revision(seen + 1),
                 Err(error) => {
                     let delay = backoff.next_delay();
                     tracing::warn!("the store is unreachable ({error}); resuming the watch of {prefix:?} in {delay:?}");
@@ -74,24 +59,33 @@ async fn run<S: Store>(store: S, prefix: &str, tx: mpsc::Sender<WatchUpdate>, sh
                     continue;
                 }
             },
+            _ => WatchStart::Listing,
         };
-        last_seen = Some(revision);
-        let mut messages = match store.watch(prefix, revision + 1).await {
+        if start == WatchStart::Listing {
+            last_seen = None;
+        }
+        let mut messages = match store.watch(prefix, start).await {
             Ok(messages) => {
                 backoff.reset();
                 messages
             }
             Err(error) => {
                 let delay = backoff.next_delay();
-                tracing::warn!("watching {prefix:?} failed ({error}); retrying in {delay:?}");
+                tracing::warn!("watching {prefix:?} in the store failed ({error}); retrying in {delay:?}");
                 if shutdown.sleep(delay).await.is_err() {
                     return;
                 }
                 continue;
             }
         };
-        loop {
+        let broken = loop {
             match messages.recv().await {
+                Some(Ok(WatchMessage::Listing(listing))) => {
+                    if tx.send(WatchUpdate::Reset(listing.entries)).await.is_err() {
+                        return;
+                    }
+                    last_seen = Some(listing.revision);
+                }
                 Some(Ok(WatchMessage::Events(events))) => {
                     backoff.reset();
                     for event in events {
@@ -104,33 +98,26 @@ async fn run<S: Store>(store: S, prefix: &str, tx: mpsc::Sender<WatchUpdate>, sh
                 Some(Ok(WatchMessage::Compacted { compact_revision })) => {
                     tracing::info!(
                         "the store compacted its history up to revision {compact_revision}, past this watch of \
-                         {prefix:?} (at {revision}); listing again"
+                         {prefix:?} (at {}); listing again",
+                        last_seen.unwrap_or_default()
                     );
                     last_seen = None;
-                    break;
+                    break None;
                 }
-                Some(Err(error)) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(
-                        "the watch of {prefix:?} broke ({error}); resuming after revision {} in {delay:?}",
-                        last_seen.unwrap_or_default()
-                    );
-                    if shutdown.sleep(delay).await.is_err() {
-                        return;
-                    }
-                    break;
+                Some(Err(error)) => break Some(format!("broke ({error})")),
+                None => break Some("ended".to_owned()),
+            }
+        };
+        if let Some(how) = broken {
+            let delay = backoff.next_delay();
+            match last_seen {
+                Some(seen) if store.keeps_history() => {
+                    tracing::warn!("the watch of {prefix:?} {how}; resuming after revision {seen} in {delay:?}")
                 }
-                None => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(
-                        "the watch of {prefix:?} ended; resuming after revision {} in {delay:?}",
-                        last_seen.unwrap_or_default()
-                    );
-                    if shutdown.sleep(delay).await.is_err() {
-                        return;
-                    }
-                    break;
-                }
+                _ => tracing::warn!("the watch of {prefix:?} {how}; listing again in {delay:?}"),
+            }
+            if shutdown.sleep(delay).await.is_err() {
+                return;
             }
         }
     }
@@ -246,14 +233,34 @@ mod tests {
         async fn revoke_lease(&self, _: LeaseId) -> Result<(), StoreError> {
             Err(unsupported())
         }
+        async fn campaign(&self, _: &str, _: Vec<u8>, _: LeaseId) -> Result<bool, StoreError> {
+            Err(unsupported())
+        }
+        async fn leader(&self, _: &str) -> Result<Option<Entry>, StoreError> {
+            Err(unsupported())
+        }
+        fn keeps_history(&self) -> bool {
+            true
+        }
         async fn watch(
             &self,
             prefix: &str,
-            from_revision: i64,
+            start: WatchStart,
         ) -> Result<mpsc::Receiver<Result<WatchMessage, StoreError>>, StoreError> {
+            let (listing, from_revision) = match start {
+                WatchStart::Listing => {
+                    let listing = self.list(prefix).await?;
+                    let next = listing.revision + 1;
+                    (Some(listing), next)
+                }
+                WatchStart::Revision(revision) => (None, revision),
+            };
             let mut s = self.state();
             s.watch_starts.push(from_revision);
             let (tx, rx) = mpsc::channel(64);
+            if let Some(listing) = listing {
+                let _ = tx.try_send(Ok(WatchMessage::Listing(listing)));
+            }
             if from_revision <= s.compacted {
                 let _ = tx.try_send(Ok(WatchMessage::Compacted { compact_revision: s.compacted }));
                 return Ok(rx);

@@ -1,7 +1,7 @@
 //! Checks that each tool works, not only that its package is installed: every command
 //! the project runs answers, protoc compiles a file importing
-//! `google/protobuf/descriptor.proto`, etcd serves and dockerd runs a container (both
-//! briefly, in a namespace of their own, see [`super::probe`]).
+//! `google/protobuf/descriptor.proto`, etcd and ZooKeeper serve and dockerd runs a
+//! container (all briefly, in a namespace of their own, see [`super::probe`]).
 //!
 //! They take a few seconds, so their success is remembered in a stamp keyed by the
 //! installed versions of the packages, bpf-linker and nightly: the next run with the
@@ -17,7 +17,7 @@ use anyhow::bail;
 use super::{packages, probe, toolchain};
 
 /// Bump when the checks change, so that machines check again.
-const CHECKS_VERSION: u32 = 1;
+const CHECKS_VERSION: u32 = 2;
 
 /// The commands the project runs (the build, the tests, the demo, the bench), how to
 /// see that each one works, and its package.
@@ -42,6 +42,7 @@ const COMMANDS: &[(&[&str], &str)] = &[
     (&["cc", "--version"], "gcc"),
     (&["protoc", "--version"], "protobuf-compiler"),
     (&["/usr/bin/etcd", "--version"], "etcd-server"),
+    (&["java", "-version"], "zookeeper"),
     (&["/usr/sbin/dockerd", "--version"], "docker.io"),
     (&["/usr/bin/docker", "--version"], "docker.io"),
     (&["containerd", "--version"], "containerd"),
@@ -74,6 +75,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     }
     protoc(&logs)?;
     probe::etcd(&logs)?;
+    probe::zookeeper(&logs)?;
     probe::dockerd(&logs)?;
     std::fs::write(&stamp, key)?;
     eprintln!("xtask setup: every tool works ({:.1} s)", started.elapsed().as_secs_f64());

@@ -147,6 +147,50 @@ pub fn etcd(logs: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// ZooKeeper as the tests run it (tests/src/zookeeper.rs): java on the server's main
+/// class with a config in a scratch directory, in a namespace of its own; it must
+/// answer `srvr` as a standalone server.
+pub fn zookeeper(logs: &Path) -> anyhow::Result<()> {
+    let log = logs.join("zookeeper.log");
+    let fail = || {
+        anyhow::anyhow!(
+            "xtask setup: ZooKeeper does not start and answer in a namespace of its own ({}): it comes with \
+             zookeeper (and a Java runtime and libslf4j-java), `apt-get install --reinstall --no-install-recommends zookeeper`",
+            log.display()
+        )
+    };
+    let dir = TempDir::new("zookeeper")?;
+    let ns = Namespace::new("setup-zk")?;
+    let config = dir.path().join("zoo.cfg");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "tickTime=500\ndataDir={}\nclientPortAddress=127.0.0.1\nclientPort=2181\nadmin.enableServer=false\n\
+             4lw.commands.whitelist=srvr\n",
+            data.display()
+        ),
+    )?;
+    let mut zk = Daemon::spawn(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, "java", "-Xmx128m", "-XX:+UseSerialGC", "-cp"])
+            .arg("/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar")
+            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+            .arg(&config),
+        &log,
+        Duration::from_secs(10),
+    )
+    .map_err(|_| fail())?;
+    let srvr = "exec 3<>/dev/tcp/127.0.0.1/2181 && printf srvr >&3 && timeout 2 cat <&3";
+    let answers = wait_ready(&mut zk, Duration::from_secs(30), || {
+        quiet(&["ip", "netns", "exec", &ns.0, "bash", "-c", srvr]).is_ok_and(|out| out.contains("Mode: standalone"))
+    });
+    if !answers {
+        return Err(fail());
+    }
+    Ok(())
+}
+
 /// dockerd as the tests run it (tests/src/docker.rs): in the namespace and a private
 /// mount namespace, its own data root, exec root and socket, no iptables, no bridge.
 /// It must answer `docker version` and run a container of a `docker import`ed busybox

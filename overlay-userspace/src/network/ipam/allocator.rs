@@ -72,10 +72,10 @@ fn check_name(what: &'static str, value: &str) -> Result<(), IpamError> {
     if ok { Ok(()) } else { Err(IpamError::InvalidName { what, value: value.to_owned() }) }
 }
 
-fn lease_error(lease: LeaseId) -> impl Fn(StoreError) -> IpamError {
-    move |error| match &error {
-        StoreError::Request { message, .. } if message.contains("lease not found") => IpamError::LeaseGone { lease },
-        _ => IpamError::Store(error),
+fn lease_error(error: StoreError) -> IpamError {
+    match error {
+        StoreError::LeaseGone { lease } => IpamError::LeaseGone { lease },
+        other => IpamError::Store(other),
     }
 }
 
@@ -253,7 +253,7 @@ impl<S: Transact> Ipam<S> {
             Op::Put { key: endpoint_key.clone(), value: address.to_string().into_bytes(), lease: Some(lease) },
         ];
         let otherwise = vec![Op::Get(network_key), Op::Get(endpoint_key), Op::Get(address_key)];
-        let outcome = self.store.txn(when, then, otherwise).await.map_err(lease_error(lease))?;
+        let outcome = self.store.txn(when, then, otherwise).await.map_err(lease_error)?;
         if outcome.succeeded {
             return Ok(Claim::Done);
         }
@@ -291,7 +291,7 @@ impl<S: Transact> Ipam<S> {
             Op::Put { key: address_key, value: serde_json::to_vec(&allocation)?, lease: Some(lease) },
             Op::Put { key: endpoint.key.clone(), value: endpoint.value.clone(), lease: Some(lease) },
         ];
-        Ok(self.store.txn(when, then, Vec::new()).await.map_err(lease_error(lease))?.succeeded)
+        Ok(self.store.txn(when, then, Vec::new()).await.map_err(lease_error)?.succeeded)
     }
 
     /// Releases an address, or the address of an endpoint, in `network`. Returns what was
@@ -369,10 +369,7 @@ mod tests {
 
     #[test]
     fn a_missing_lease_is_named() {
-        let error = lease_error(0x1f)(StoreError::Request {
-            operation: "transaction",
-            message: "etcdserver: requested lease not found".into(),
-        });
+        let error = lease_error(StoreError::LeaseGone { lease: 0x1f });
         assert!(matches!(error, IpamError::LeaseGone { lease: 0x1f }), "{error}");
         assert!(error.to_string().contains("register again"));
     }

@@ -40,6 +40,10 @@ impl EtcdStore {
 
 impl Transact for EtcdStore {
     async fn txn(&self, when: Vec<Condition>, then: Vec<Op>, otherwise: Vec<Op>) -> Result<TxnOutcome, StoreError> {
+        let lease = then.iter().chain(&otherwise).find_map(|op| match op {
+            Op::Put { lease, .. } => *lease,
+            _ => None,
+        });
         let compares: Vec<Compare> = when.into_iter().map(|c| self.compare(c)).collect();
         let then: Vec<TxnOp> = then.into_iter().map(|o| self.op(o)).collect();
         let otherwise: Vec<TxnOp> = otherwise.into_iter().map(|o| self.op(o)).collect();
@@ -50,7 +54,8 @@ impl Transact for EtcdStore {
                 let txn = txn.clone();
                 async move { c.txn(txn).await }
             })
-            .await?;
+            .await
+            .map_err(super::lease_gone(lease))?;
         let revision = response.header().map(|h| h.revision()).unwrap_or_default();
         let succeeded = response.succeeded();
         let reads = response
