@@ -21,6 +21,8 @@ pub mod kernel_vxlan;
 pub mod lab;
 pub mod overlay_binary;
 pub mod packets;
+pub mod stores;
 pub mod traffic;
+pub mod zookeeper;
 
 pub use lab::{Container, ContainerSpec, Host, Lab};

@@ -117,11 +117,12 @@ fn bad_input_and_an_unreachable_store_fail_before_anything_is_written() -> anyho
         (&["--store", store, "--advertise", "192.168.1.141", "--label", "kernelversion=1"], "set by the agent"),
         (&["--store", store, "--advertise", "192.168.1.141", "--name", "a b"], "invalid node name"),
         (&["--store", store, "--advertise", "192.168.1.141", "--ttl", "1s"], "at least 2s"),
+        (&["--store", "consul://192.168.1.140:8500/x", "--advertise", "192.168.1.141"], "no Consul server"),
         (
-            &["--store", "consul://192.168.1.140:8500/x", "--advertise", "192.168.1.141"],
-            "only etcd is supported so far",
+            &["--store", "zk://192.168.1.140:2181/x", "--store-ca", "/x", "--advertise", "192.168.1.141"],
+            "plain TCP to ZooKeeper",
         ),
-        (&["--store", "zk://192.168.1.140:2181/x", "--advertise", "192.168.1.141"], "only etcd is supported so far"),
+        (&["--store", "zk://192.168.1.140:2181/a//b", "--advertise", "192.168.1.141"], "zk://HOST:PORT"),
         (&["--store", "http://192.168.1.140:2379", "--advertise", "192.168.1.141"], "etcd://HOST:PORT"),
         (&["--store", "etcd://192.168.1.140:2379/a//b", "--advertise", "192.168.1.141"], "etcd://HOST:PORT"),
         (&["--advertise", "192.168.1.141"], "OVERLAY_STORE"),
@@ -135,7 +136,7 @@ fn bad_input_and_an_unreachable_store_fail_before_anything_is_written() -> anyho
         ensure!(stderr.contains(wanted), "`overlay {}` does not say {wanted:?}:\n{stderr}", all.join(" "));
         ensure!(!state.exists(), "`overlay {}` wrote {}", all.join(" "), state.display());
     }
-    for (command, wanted) in [("list", "etcd://HOST:PORT"), ("info", "only etcd is supported so far")] {
+    for (command, wanted) in [("list", "etcd://HOST:PORT"), ("info", "no Consul server")] {
         let url = if command == "list" { "etcd://" } else { "consul://192.168.1.140:8500/x" };
         let out = overlay(agt01, &[command, "--store", url])?;
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -157,6 +158,11 @@ fn bad_input_and_an_unreachable_store_fail_before_anything_is_written() -> anyho
     ensure!(!state.exists(), "the agent wrote its state without a store");
     let out = overlay(agt01, &["list", "--store", store, "--store-timeout", "1s"])?;
     ensure!(!out.status.success(), "list succeeded without a store");
+    // The same for a ZooKeeper that is not there.
+    let out = overlay(agt01, &["list", "--store", "zk://192.168.1.140:2181/my_cluster", "--store-timeout", "2s"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "list succeeded without a ZooKeeper");
+    ensure!(stderr.contains("unreachable") && stderr.contains("check that ZooKeeper runs"), "{stderr}");
 
     // Without --store-timeout the agent keeps trying until stopped, and stops cleanly.
     let args = ["agent", "--store", store, "--advertise", "192.168.1.141", "--state-dir", state_arg];

@@ -1,4 +1,5 @@
-//! 1000 allocations issued at once by 10 clients on 10 simulated hosts into one network:
+//! 1000 allocations issued at once by 10 clients on 10 simulated hosts into one network,
+//! on etcd and on ZooKeeper:
 //! no address twice, never the network, broadcast or gateway address; every released
 //! address can be handed out again; the last free address goes, then the pool says it
 //! is exhausted.
@@ -15,25 +16,28 @@ use overlay::{
     store::Store,
 };
 use overlay_tests::{
-    Lab,
-    etcd::Etcd,
+    Lab, for_each_store,
     ipam::{Run, allocate_concurrently, create_network, on_host, request},
+    stores::{Backend, StoreServer},
 };
 
 const CLIENTS: usize = 10;
 const PER_CLIENT: usize = 100;
 
-#[test]
-fn thousand_concurrent_allocations_never_collide_and_released_addresses_come_back() -> anyhow::Result<()> {
+for_each_store!(thousand_concurrent_allocations_never_collide_and_released_addresses_come_back);
+
+fn thousand_concurrent_allocations_never_collide_and_released_addresses_come_back(
+    backend: Backend,
+) -> anyhow::Result<()> {
     let mut builder = Lab::builder("ipconc").host("store01", "192.168.1.140/24");
     for i in 0..CLIENTS {
         builder = builder.host(&format!("h{i:02}"), &format!("192.168.1.{}/24", 150 + i));
     }
     let lab = builder.build()?;
-    let etcd = Etcd::start(lab.host("store01"))?;
-    let result = body(&lab, &etcd.url("ipam"));
+    let server = StoreServer::start(backend, lab.host("store01"))?;
+    let result = body(&lab, &server.url("ipam"));
     if result.is_err() {
-        eprintln!("{}", etcd.logs());
+        eprintln!("{}", server.logs());
     }
     result
 }

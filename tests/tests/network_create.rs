@@ -1,5 +1,5 @@
-//! Scenario step 7: an overlay network created once from any host, seen with the same
-//! ID from every host. Hosts creating the same name, or overlapping subnets, at the
+//! Scenario step 7, on etcd and on ZooKeeper: an overlay network created once from any
+//! host, seen with the same ID from every host. Hosts creating the same name, or overlapping subnets, at the
 //! same moment: exactly one wins. Overlaps with another network or with a member host's
 //! route or address are refused naming the collision, and write nothing. Without a
 //! subnet, the first free /24 skips what member hosts route; VNIs are unique and not
@@ -17,22 +17,23 @@ use overlay::{
     store::{AnyStore, Store},
 };
 use overlay_tests::{
-    Host, Lab, cmd,
-    etcd::Etcd,
+    Host, Lab, cmd, for_each_store,
     ipam::{at_once, create_network, on_host, register_node, request},
+    stores::{Backend, StoreServer},
 };
 
-#[test]
-fn networks_are_created_once_and_never_overlap() -> anyhow::Result<()> {
+for_each_store!(networks_are_created_once_and_never_overlap);
+
+fn networks_are_created_once_and_never_overlap(backend: Backend) -> anyhow::Result<()> {
     let lab = Lab::scenario("netc")?;
-    let etcd = Etcd::start(lab.host("store01"))?;
+    let server = StoreServer::start(backend, lab.host("store01"))?;
     // Each part is a cluster of its own (a prefix of the one store).
-    let result = same_name_at_once(&lab, &etcd.url("same_name"))
-        .and_then(|()| overlapping_subnets_at_once(&lab, &etcd.url("overlap")))
-        .and_then(|()| refusals_write_nothing(&lab, &etcd.url("refusals")))
-        .and_then(|()| automatic_subnets_skip_host_routes(&lab, &etcd.url("auto")));
+    let result = same_name_at_once(&lab, &server.url("same_name"))
+        .and_then(|()| overlapping_subnets_at_once(&lab, &server.url("overlap")))
+        .and_then(|()| refusals_write_nothing(&lab, &server.url("refusals")))
+        .and_then(|()| automatic_subnets_skip_host_routes(&lab, &server.url("auto")));
     if result.is_err() {
-        eprintln!("{}", etcd.logs());
+        eprintln!("{}", server.logs());
     }
     result
 }
