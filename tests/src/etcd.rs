@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use crate::{cmd, lab::Host};
+use crate::{cmd, lab::Host, stores};
 
 /// The etcd binary (`$OVERLAY_ETCD`, else Debian's path).
 pub fn etcd_bin() -> PathBuf {
@@ -200,40 +200,17 @@ impl Etcd {
 
     /// Stops etcd (SIGTERM, then SIGKILL after 10 s) and waits for it to exit.
     pub fn stop(&mut self) -> anyhow::Result<()> {
-        let Some(mut child) = self.child.take() else { return Ok(()) };
-        let _ = cmd::run(&["kill", "-TERM", &child.id().to_string()]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.wait();
-        Ok(())
+        stores::stop_process(&mut self.child)
     }
 
     /// Deletes the data directory (etcd must be stopped): the next start is an empty store.
     pub fn wipe(&mut self) -> anyhow::Result<()> {
-        if self.child.is_some() {
-            bail!("stop etcd before wiping its data");
-        }
-        let data = self.data_dir();
-        if data.exists() {
-            std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
-        }
-        Ok(())
+        stores::wipe_data(&self.child, &self.data_dir(), "etcd")
     }
 
     /// The logs of every start, for a failing test's output.
     pub fn logs(&self) -> String {
-        (1..=self.starts)
-            .map(|i| {
-                let path = self.log_path(i);
-                format!("--- {} ---\n{}", path.display(), tail(&path, 40))
-            })
-            .collect()
+        stores::start_logs(self.starts, |i| self.log_path(i))
     }
 }
 

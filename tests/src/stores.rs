@@ -2,7 +2,15 @@
 //! Tests that hold for both are written once, over a [`Backend`], and run once per
 //! backend ([`crate::for_each_store`]).
 
-use crate::{etcd::Etcd, lab::Host, zookeeper::ZooKeeper};
+use std::{
+    path::{Path, PathBuf},
+    process::Child,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+
+use crate::{cmd, etcd::Etcd, lab::Host, zookeeper::ZooKeeper};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -86,4 +94,41 @@ macro_rules! for_each_store {
             )*
         }
     };
+}
+
+/// Stops a server's process (SIGTERM, then SIGKILL after 10 s) and waits for it to exit.
+pub fn stop_process(child: &mut Option<Child>) -> anyhow::Result<()> {
+    let Some(mut child) = child.take() else { return Ok(()) };
+    let _ = cmd::run(&["kill", "-TERM", &child.id().to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.wait();
+    Ok(())
+}
+
+/// Deletes the data directory of a stopped server: its next start is an empty store.
+pub fn wipe_data(child: &Option<Child>, data: &Path, server: &str) -> anyhow::Result<()> {
+    if child.is_some() {
+        bail!("stop {server} before wiping its data");
+    }
+    if data.exists() {
+        std::fs::remove_dir_all(data).with_context(|| format!("removing {}", data.display()))?;
+    }
+    Ok(())
+}
+
+/// The ends of the logs of every start (`log_path(1..=starts)`), for a failing test.
+pub fn start_logs(starts: u32, log_path: impl Fn(u32) -> PathBuf) -> String {
+    (1..=starts)
+        .map(|i| {
+            let path = log_path(i);
+            format!("--- {} ---\n{}", path.display(), crate::etcd::tail(&path, 40))
+        })
+        .collect()
 }

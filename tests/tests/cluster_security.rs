@@ -1,5 +1,5 @@
-//! The store's protections: TLS with client certificates, and etcd users with
-//! passwords. Agents and the CLI reach the store only with the right credentials, and
+//! The store's protections: TLS with client certificates (etcd), and users with
+//! passwords (etcd users, ZooKeeper digest ACLs). Agents and the CLI reach the store only with the right credentials, and
 //! say clearly what is missing otherwise.
 
 use std::time::Duration;
@@ -10,7 +10,8 @@ use overlay_tests::{
     cluster::{Scratch, overlay, report, start_agent, wait_for_list},
     cmd,
     etcd::{Etcd, TestPki},
-    overlay_binary,
+    for_each_store, overlay_binary,
+    stores::{Backend, StoreServer},
 };
 
 #[test]
@@ -53,25 +54,30 @@ fn tls_with_client_certificates() -> anyhow::Result<()> {
     report(result, &[&agent], &etcd.logs())
 }
 
-#[test]
-fn users_and_passwords() -> anyhow::Result<()> {
+for_each_store!(users_and_passwords);
+
+/// etcd: users and roles, turned on by the operator. ZooKeeper: digest authentication;
+/// the first agent's user owns the cluster's nodes (their ACL names only it).
+fn users_and_passwords(backend: Backend) -> anyhow::Result<()> {
     let lab = Lab::builder("cauth").host("store01", "192.168.1.140/24").host("agt01", "192.168.1.141/24").build()?;
     let scratch = Scratch::new("auth")?;
-    let etcd = Etcd::start(lab.host("store01"))?;
+    let server = StoreServer::start(backend, lab.host("store01"))?;
     let agt01 = lab.host("agt01");
-    // Turn authentication on, as an operator would with etcdctl.
-    let endpoint = etcd.endpoint();
-    overlay::netns::run_in(&agt01.ns, || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        runtime.block_on(async {
-            let mut client = etcd_client::Client::connect([endpoint.as_str()], None).await?;
-            client.user_add("root", "rootpw", None).await?;
-            client.user_grant_role("root", "root").await?;
-            client.auth_enable().await?;
-            anyhow::Ok(())
-        })
-    })??;
-    let store = etcd.url("guarded");
+    if let StoreServer::Etcd(etcd) = &server {
+        // Turn authentication on, as an operator would with etcdctl.
+        let endpoint = etcd.endpoint();
+        overlay::netns::run_in(&agt01.ns, || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut client = etcd_client::Client::connect([endpoint.as_str()], None).await?;
+                client.user_add("root", "rootpw", None).await?;
+                client.user_grant_role("root", "root").await?;
+                client.auth_enable().await?;
+                anyhow::Ok(())
+            })
+        })??;
+    }
+    let store = server.url("guarded");
     let password_file = scratch.path("password");
     std::fs::write(&password_file, "rootpw\n")?;
     let password_arg = password_file.to_str().context("utf-8")?;
@@ -86,12 +92,13 @@ fn users_and_passwords() -> anyhow::Result<()> {
             all.extend_from_slice(args);
             cmd::output_in(&agt01.ns, &all)
         };
-        wait_for_list(agt01, &store, &[], Duration::ZERO).err().context("listing without credentials worked")?;
+        // The agent is in (on ZooKeeper its user now owns the cluster's nodes).
         overlay_tests::cluster::wait_for("the agent in the list", Duration::from_secs(20), || {
             let out = list_with(&["OVERLAY_STORE_PASSWORD=rootpw"], &["--store-user", "root"])?;
             let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             Ok(if stdout == "192.168.1.141" { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into()) })
         })?;
+        wait_for_list(agt01, &store, &[], Duration::ZERO).err().context("listing without credentials worked")?;
         let out = list_with(&[], &[])?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         ensure!(!out.status.success() && stderr.contains("requires authentication"), "no credentials: {stderr}");
@@ -103,5 +110,5 @@ fn users_and_passwords() -> anyhow::Result<()> {
         ensure!(!out.status.success() && stderr.contains("needs a password"), "no password: {stderr}");
         Ok(())
     })();
-    report(result, &[&agent], &etcd.logs())
+    report(result, &[&agent], &server.logs())
 }

@@ -1,5 +1,5 @@
-//! The store goes away under running daemons: restarted with its data, and restarted
-//! empty. Agents and the manager come back without operator action.
+//! The store (etcd, ZooKeeper) goes away under running daemons: restarted with its data,
+//! and restarted empty. Agents and the manager come back without operator action.
 
 use std::time::Duration;
 
@@ -7,11 +7,13 @@ use anyhow::ensure;
 use overlay_tests::{
     Lab,
     cluster::{Daemon, Scratch, TTL_SECS, info, report, start_agent, start_manager, wait_for, wait_for_list},
-    etcd::Etcd,
+    for_each_store,
+    stores::{Backend, StoreServer},
 };
 
-#[test]
-fn agents_and_manager_come_back_after_the_store_restarts() -> anyhow::Result<()> {
+for_each_store!(agents_and_manager_come_back_after_the_store_restarts);
+
+fn agents_and_manager_come_back_after_the_store_restarts(backend: Backend) -> anyhow::Result<()> {
     let lab = Lab::builder("cstore")
         .host("store01", "192.168.1.140/24")
         .host("mgr01", "192.168.1.121/24")
@@ -19,15 +21,15 @@ fn agents_and_manager_come_back_after_the_store_restarts() -> anyhow::Result<()>
         .host("agt02", "192.168.1.142/24")
         .build()?;
     let scratch = Scratch::new("store")?;
-    let mut etcd = Etcd::start(lab.host("store01"))?;
-    let store = etcd.url("my_cluster");
+    let mut server = StoreServer::start(backend, lab.host("store01"))?;
+    let store = server.url("my_cluster");
     let mut daemons = vec![
         start_manager(&scratch, &store, lab.host("mgr01"))?,
         start_agent(&scratch, &store, lab.host("agt01"), &[])?,
         start_agent(&scratch, &store, lab.host("agt02"), &[])?,
     ];
-    let result = body(&lab, &mut etcd, &store, &mut daemons);
-    let logs = etcd.logs();
+    let result = body(&lab, &mut server, &store, &mut daemons);
+    let logs = server.logs();
     report(result, &daemons.iter().collect::<Vec<_>>(), &logs)
 }
 
@@ -42,23 +44,23 @@ fn all_healthy(lab: &Lab, store: &str, limit: Duration) -> anyhow::Result<()> {
     .map(|_| ())
 }
 
-fn body(lab: &Lab, etcd: &mut Etcd, store: &str, daemons: &mut [Daemon]) -> anyhow::Result<()> {
+fn body(lab: &Lab, server: &mut StoreServer, store: &str, daemons: &mut [Daemon]) -> anyhow::Result<()> {
     let [agt01, agt02] = ["agt01", "agt02"].map(|n| lab.host(n));
     wait_for_list(agt01, store, &[agt01, agt02], Duration::from_secs(20))?;
     all_healthy(lab, store, Duration::from_secs(10))?;
 
     // Down for longer than the TTL, then back with its data.
-    etcd.stop()?;
+    server.stop()?;
     std::thread::sleep(Duration::from_secs(TTL_SECS + 2));
-    etcd.start_again()?;
+    server.start_again()?;
     wait_for_list(agt02, store, &[agt01, agt02], Duration::from_secs(20))?;
     all_healthy(lab, store, Duration::from_secs(20))?;
 
     // Back empty (data lost): everyone registers again by itself.
-    etcd.stop()?;
-    etcd.wipe()?;
+    server.stop()?;
+    server.wipe()?;
     std::thread::sleep(Duration::from_secs(1));
-    etcd.start_again()?;
+    server.start_again()?;
     wait_for_list(agt02, store, &[agt01, agt02], Duration::from_secs(20))?;
     all_healthy(lab, store, Duration::from_secs(20))?;
     for daemon in daemons.iter_mut() {

@@ -1,5 +1,5 @@
-//! Steps 1–9 of the scenario with the product's own commands: etcd, a manager, three
-//! agents; a network created once; two containers placed on different agents that
+//! Steps 1–9 of the scenario with the product's own commands, on etcd and on ZooKeeper:
+//! the store, a manager, three agents; a network created once; two containers placed on different agents that
 //! reach each other across hosts; removal and agent restart.
 
 use std::time::Duration;
@@ -8,8 +8,8 @@ use anyhow::{Context, bail};
 use overlay_tests::{
     Lab,
     cluster::{self, Scratch},
-    cmd,
-    etcd::Etcd,
+    cmd, for_each_store,
+    stores::{Backend, StoreServer},
     traffic,
 };
 
@@ -23,12 +23,13 @@ fn ps_line(ps: &str, name: &str) -> Option<(String, String)> {
     })
 }
 
-#[test]
-fn scenario_without_docker() -> anyhow::Result<()> {
+for_each_store!(scenario_without_docker);
+
+fn scenario_without_docker(backend: Backend) -> anyhow::Result<()> {
     let lab = Lab::scenario("e2e")?;
     let scratch = Scratch::new("e2e")?;
-    let _etcd = Etcd::start(lab.host("store01"))?;
-    let store = _etcd.url("my_cluster");
+    let server = StoreServer::start(backend, lab.host("store01"))?;
+    let store = server.url("my_cluster");
     let _manager = cluster::start_manager(&scratch, &store, lab.host("mgr01"))?;
     let mut agents = Vec::new();
     for name in ["agt01", "agt02", "agt03"] {

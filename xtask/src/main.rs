@@ -30,7 +30,11 @@ enum Task {
         cargo_args: Vec<String>,
     },
     /// Bring up the reference scenario on simulated hosts and walk through it.
-    Demo,
+    Demo {
+        /// The cluster store: etcd, or zk (ZooKeeper).
+        #[arg(long, default_value = "etcd", value_parser = ["etcd", "zk"])]
+        store: String,
+    },
     /// Benchmark this datapath against the kernel VXLAN+bridge path and the raw underlay.
     Bench {
         /// Fewer and shorter runs (finishes in under five minutes).
@@ -77,12 +81,13 @@ fn run_task() -> anyhow::Result<()> {
             let overlay = root.join("target/debug/overlay");
             run::cargo_test(&root, &args, &[("OVERLAY_BIN", overlay.as_os_str())])
         }
-        Task::Demo => {
+        Task::Demo { store } => {
             setup::all(&root)?;
             run::remove_stale_labs()?;
             run::cargo(&root, &["build", "--workspace", "--bins"])?;
             let overlay = root.join("target/debug/overlay");
-            run::program_with_env(&root.join("target/debug/overlay-demo"), &[], &[("OVERLAY_BIN", overlay.as_os_str())])
+            let demo = root.join("target/debug/overlay-demo");
+            run::program_with_env(&demo, &["--store", &store], &[("OVERLAY_BIN", overlay.as_os_str())])
         }
         Task::Bench { quick, datapath_only, json, chart } => {
             setup::all(&root)?;

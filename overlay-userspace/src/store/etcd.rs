@@ -290,16 +290,7 @@ impl Store for EtcdStore {
         start: WatchStart,
     ) -> Result<mpsc::Receiver<Result<WatchMessage, StoreError>>, StoreError> {
         let key = self.full_key(prefix);
-        // A listing is read at one revision; the history from the next one on is
-        // everything that happened after it.
-        let (listing, from_revision) = match start {
-            WatchStart::Listing => {
-                let listing = self.list(prefix).await?;
-                let next = listing.revision + 1;
-                (Some(listing), next)
-            }
-            WatchStart::Revision(revision) => (None, revision),
-        };
+        let (listing, from_revision) = super::watch::history_start(self, prefix, start).await?;
         let options = WatchOptions::new().with_prefix().with_start_revision(from_revision);
         let mut stream = self
             .call("watch", Repeat::Safe, |mut c| {

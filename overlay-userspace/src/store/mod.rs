@@ -229,6 +229,13 @@ impl StoreConfig {
     /// Validates the options and reads the TLS files, before anything is sent.
     pub fn new(url: &str, tls: &TlsFiles, user: Option<String>, password: Option<String>) -> Result<Self, StoreError> {
         let url = parse_url(url)?;
+        if url.backend == Backend::ZooKeeper && (tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some()) {
+            return Err(StoreError::InvalidOption(
+                "--store-ca, --store-cert and --store-key are for etcd: this build speaks plain TCP to ZooKeeper \
+                 (use digest authentication with --store-user, on a trusted network)"
+                    .into(),
+            ));
+        }
         let read = |what: &'static str, path: &PathBuf| {
             std::fs::read(path).map_err(|source| StoreError::ReadFile { what, path: path.clone(), source })
         };
@@ -250,13 +257,6 @@ impl StoreConfig {
                 Some(TlsConfig { ca_pem, identity })
             }
         };
-        if url.backend == Backend::ZooKeeper && tls.is_some() {
-            return Err(StoreError::InvalidOption(
-                "--store-ca, --store-cert and --store-key are for etcd: this build speaks plain TCP to ZooKeeper \
-                 (use digest authentication with --store-user, on a trusted network)"
-                    .into(),
-            ));
-        }
         let credentials = match (user, password) {
             (None, None) => None,
             (Some(user), Some(password)) if !user.is_empty() => Some(Credentials { user, password }),

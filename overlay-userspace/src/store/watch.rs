@@ -33,6 +33,24 @@ pub fn watch_prefix<S: Store>(store: S, prefix: String, shutdown: Shutdown) -> m
     rx
 }
 
+/// For a store that keeps history: where its raw watch starts replaying, and the listing
+/// to send first for [`WatchStart::Listing`]. A listing is read at one revision; the
+/// history from the next one on is everything that happened after it.
+pub(super) async fn history_start<S: Store>(
+    store: &S,
+    prefix: &str,
+    start: WatchStart,
+) -> Result<(Option<super::Listing>, i64), super::StoreError> {
+    Ok(match start {
+        WatchStart::Listing => {
+            let listing = store.list(prefix).await?;
+            let next = listing.revision + 1;
+            (Some(listing), next)
+        }
+        WatchStart::Revision(revision) => (None, revision),
+    })
+}
+
 async fn run<S: Store>(store: S, prefix: &str, tx: mpsc::Sender<WatchUpdate>, shutdown: &Shutdown) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     // The last revision delivered; None: list first.
@@ -247,14 +265,7 @@ mod tests {
             prefix: &str,
             start: WatchStart,
         ) -> Result<mpsc::Receiver<Result<WatchMessage, StoreError>>, StoreError> {
-            let (listing, from_revision) = match start {
-                WatchStart::Listing => {
-                    let listing = self.list(prefix).await?;
-                    let next = listing.revision + 1;
-                    (Some(listing), next)
-                }
-                WatchStart::Revision(revision) => (None, revision),
-            };
+            let (listing, from_revision) = history_start(self, prefix, start).await?;
             let mut s = self.state();
             s.watch_starts.push(from_revision);
             let (tx, rx) = mpsc::channel(64);

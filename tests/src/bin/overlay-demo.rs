@@ -1,6 +1,7 @@
-//! `cargo xtask demo`: the reference scenario (../shared/SCENARIO.md, steps 1–10) on
-//! simulated hosts, with the product's own commands and Docker's, printed as a user
-//! would type them and see them. Everything it starts is stopped and removed when it
+//! `cargo xtask demo [--store etcd|zk]`: the reference scenario (../shared/SCENARIO.md,
+//! steps 1–10) on simulated hosts, with the product's own commands and Docker's, printed
+//! as a user would type them and see them; the cluster store is etcd, or ZooKeeper with
+//! `--store zk`. Everything it starts is stopped and removed when it
 //! ends, on success or failure.
 //!
 //! Each step is one function in [`STEPS`]; what later steps need from earlier ones
@@ -13,7 +14,7 @@ use overlay_tests::{
     Lab,
     cluster::{self, Daemon, Scratch, wait_for},
     docker::{self, Dockerd},
-    etcd::Etcd,
+    stores::{Backend, StoreServer},
 };
 
 /// The host whose agent also serves Docker, with a real dockerd beside it.
@@ -24,7 +25,7 @@ type Step = fn(&mut Demo) -> anyhow::Result<()>;
 
 /// The walkthrough: (number, title, what it does), in order.
 const STEPS: &[(&str, &str, Step)] = &[
-    ("1", "Store: etcd on store01, listening on 192.168.1.140:2379", store),
+    ("1", "Store: etcd (or ZooKeeper) on store01, listening on 192.168.1.140", store),
     ("2", "Manager on mgr01", manager),
     ("3", "Agents join: the host daemon on agt01, agt02, agt03 (agt01 also runs dockerd)", agents_join),
     ("4", "Duplicate identity: agt03 cloned from agt01 (same identity file) is refused", duplicate_identity),
@@ -37,12 +38,13 @@ const STEPS: &[(&str, &str, Step)] = &[
 ];
 
 /// What the steps share. Dropped in order: Docker containers (while the plugin still
-/// answers), dockerd, the overlay daemons, etcd; the lab then deletes the namespaces.
+/// answers), dockerd, the overlay daemons, the store; the lab then deletes the namespaces.
 struct Demo<'a> {
     lab: &'a Lab,
     scratch: &'a Scratch,
-    etcd: Option<Etcd>,
-    /// The cluster's store URL (`etcd://…/my_cluster`).
+    backend: Backend,
+    server: Option<StoreServer>,
+    /// The cluster's store URL (`etcd://…/my_cluster` or `zk://…/my_cluster`).
     store: String,
     daemons: Vec<Daemon>,
     dockerd: Option<Dockerd>,
@@ -57,11 +59,22 @@ impl Drop for Demo<'_> {
         }
         self.dockerd = None;
         self.daemons.clear();
-        self.etcd = None;
+        self.server = None;
+    }
+}
+
+/// `--store etcd` (the default) or `--store zk`.
+fn backend() -> anyhow::Result<Backend> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] | ["--store", "etcd"] => Ok(Backend::Etcd),
+        ["--store", "zk" | "zookeeper"] => Ok(Backend::ZooKeeper),
+        _ => bail!("usage: overlay-demo [--store etcd|zk] (got {args:?})"),
     }
 }
 
 fn main() -> anyhow::Result<()> {
+    let backend = backend()?;
     let started = std::time::Instant::now();
     println!("Simulated hosts: network namespaces joined by an underlay bridge in its own namespace.");
     let lab = Lab::scenario("demo")?;
@@ -72,7 +85,8 @@ fn main() -> anyhow::Result<()> {
     let mut demo = Demo {
         lab: &lab,
         scratch: &scratch,
-        etcd: None,
+        backend,
+        server: None,
         store: String::new(),
         daemons: Vec::new(),
         dockerd: None,
@@ -136,11 +150,17 @@ impl Demo<'_> {
 }
 
 fn store(demo: &mut Demo) -> anyhow::Result<()> {
-    let etcd = Etcd::start(demo.lab.host("store01"))?;
-    demo.store = etcd.url("my_cluster");
-    println!("store01$ etcd --listen-client-urls http://192.168.1.140:2379 ...");
+    let server = StoreServer::start(demo.backend, demo.lab.host("store01"))?;
+    demo.store = server.url("my_cluster");
+    match demo.backend {
+        Backend::Etcd => println!("store01$ etcd --listen-client-urls http://192.168.1.140:2379 ..."),
+        Backend::ZooKeeper => {
+            println!("store01$ java ... org.apache.zookeeper.server.quorum.QuorumPeerMain zoo.cfg");
+            println!("         (zoo.cfg: clientPortAddress=192.168.1.140, clientPort=2181)");
+        }
+    }
     println!("store URL: {}", demo.store);
-    demo.etcd = Some(etcd);
+    demo.server = Some(server);
     Ok(())
 }
 

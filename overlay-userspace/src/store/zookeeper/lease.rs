@@ -243,25 +243,37 @@ pub(super) async fn revoke(store: &ZkStore, lease: LeaseId) -> Result<(), StoreE
         for node in &nodes {
             writer.add_delete(node, None).map_err(|e| store.error("revoke lease", &e))?;
         }
-        match tokio::time::timeout(store.inner.timeout, writer.commit()).await {
-            Ok(Ok(_)) => return Ok(()),
-            // One was deleted meanwhile (moved to another lease): list again.
-            Ok(Err(zk::MultiWriteError::OperationFailed { source: zk::Error::NoNode, .. })) => {}
-            Ok(Err(zk::MultiWriteError::RequestFailed { source: zk::Error::SessionExpired })) => return Ok(()),
-            Ok(Err(error)) => return Err(store.error("revoke lease", &zk::Error::from(error))),
-            Err(_) => {
-                return Err(StoreError::Timeout {
-                    endpoints: store.inner.cluster.clone(),
-                    operation: "revoke lease",
-                    timeout: store.inner.timeout,
-                });
-            }
+        // One was deleted meanwhile (moved to another lease): list again.
+        if deleted(store, writer).await? {
+            return Ok(());
         }
     }
-    Err(StoreError::Request {
+    Err(kept_changing(lease))
+}
+
+/// Commits the deletes of a revocation: false if a node had changed or gone meanwhile
+/// (look again); a session that expired meanwhile took its nodes with it.
+async fn deleted(store: &ZkStore, mut writer: zk::MultiWriter<'_>) -> Result<bool, StoreError> {
+    match tokio::time::timeout(store.inner.timeout, writer.commit()).await {
+        Ok(Ok(_)) => Ok(true),
+        Ok(Err(zk::MultiWriteError::OperationFailed { source: zk::Error::NoNode | zk::Error::BadVersion, .. })) => {
+            Ok(false)
+        }
+        Ok(Err(zk::MultiWriteError::RequestFailed { source: zk::Error::SessionExpired })) => Ok(true),
+        Ok(Err(error)) => Err(store.error("revoke lease", &zk::Error::from(error))),
+        Err(_) => Err(StoreError::Timeout {
+            endpoints: store.inner.cluster.clone(),
+            operation: "revoke lease",
+            timeout: store.inner.timeout,
+        }),
+    }
+}
+
+fn kept_changing(lease: LeaseId) -> StoreError {
+    StoreError::Request {
         operation: "revoke lease",
         message: format!("the keys of lease {lease:x} kept changing ({REVOKE_ATTEMPTS} attempts)"),
-    })
+    }
 }
 
 /// Revokes another process's lease, as etcd lets any client do: its keys and its node
@@ -280,24 +292,10 @@ async fn revoke_foreign(store: &ZkStore, lease: LeaseId) -> Result<(), StoreErro
             writer.add_delete(&path, None).map_err(|e| store.error("revoke lease", &e))?;
         }
         writer.add_delete(&node, Some(lease_node.stat.version)).map_err(|e| store.error("revoke lease", &e))?;
-        match tokio::time::timeout(store.inner.timeout, writer.commit()).await {
-            Ok(Ok(_)) => return Ok(()),
-            // A key went or the holder refreshed meanwhile: look again.
-            Ok(Err(zk::MultiWriteError::OperationFailed {
-                source: zk::Error::NoNode | zk::Error::BadVersion, ..
-            })) => {}
-            Ok(Err(error)) => return Err(store.error("revoke lease", &zk::Error::from(error))),
-            Err(_) => {
-                return Err(StoreError::Timeout {
-                    endpoints: store.inner.cluster.clone(),
-                    operation: "revoke lease",
-                    timeout: store.inner.timeout,
-                });
-            }
+        // A key went or the holder refreshed meanwhile: look again.
+        if deleted(store, writer).await? {
+            return Ok(());
         }
     }
-    Err(StoreError::Request {
-        operation: "revoke lease",
-        message: format!("the keys of lease {lease:x} kept changing ({REVOKE_ATTEMPTS} attempts)"),
-    })
+    Err(kept_changing(lease))
 }
