@@ -1,17 +1,33 @@
-//! The datapath figures of `cargo xtask bench`: the same simulated hosts carry traffic
-//! over the raw underlay, the kernel's VXLAN+bridge path and this datapath, round after
-//! round, so drift on a busy machine hits them alike. A fourth path is the bound:
-//! containers behind a veth carried by one TC redirect each way with no overlay
-//! (`veth_bound`), which is this datapath minus the encapsulation.
+//! The datapath figures of `cargo xtask bench`: the same two simulated hosts carry
+//! traffic over every path, round after round (the order rotating each round), so drift
+//! on a busy machine hits them alike:
+//! - the raw underlay (host to host), and the bound: containers behind a veth carried by
+//!   one TC redirect each way with no overlay (`veth_bound`), this datapath minus the
+//!   encapsulation;
+//! - the overlays a container user picks instead, built from the kernel primitives
+//!   their projects use: Docker's (kernel VXLAN + bridge), Flannel's vxlan backend
+//!   (`flannel_peer`) and Cilium's tunnel mode (`tunnel_peer`);
+//! - this datapath.
+//!
+//! Each path is measured for single-stream TCP, the 64-byte UDP rate, UDP and TCP
+//! request/response (`rr`) and ping; the eBPF paths also for each program's run time
+//! per packet under the 64-byte load (`program_cost`).
 
-use std::{fmt::Write as _, net::Ipv4Addr, path::Path};
+use std::{fmt::Write as _, net::Ipv4Addr, path::Path, time::Duration};
 
 use anyhow::Context;
+use overlay_bench_common::program_names as bench_programs;
+use overlay_common::program_names;
+use overlay_tests::{ContainerSpec, Lab, datapath::HostDatapath, kernel_vxlan::KernelVxlan, traffic};
 use serde::Serialize;
 
-use overlay_tests::{ContainerSpec, Lab, datapath::HostDatapath, kernel_vxlan::KernelVxlan, traffic};
-
-use crate::{ebpf::BenchEbpf, veth_bound};
+use crate::{
+    ebpf::BenchEbpf,
+    flannel_peer,
+    program_cost::{self, Cost, ProgramAt},
+    rr::{self, Protocol},
+    tunnel_peer, veth_bound,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -21,18 +37,47 @@ pub enum PathKind {
     /// Containers behind a veth, one TC redirect each way, no overlay (`veth_bound`):
     /// the bound for any overlay of veth-attached containers.
     VethBound,
+    /// Docker's overlay driver: bridge + kernel VXLAN, static FDB, proxy ARP.
     KernelVxlan,
+    /// Flannel's vxlan backend: bridge, routed subnets, `flannel.1` (`flannel_peer`).
+    FlannelStyle,
+    /// Cilium's tunnel mode: set_tunnel_key, collect_md VXLAN, redirect_peer (`tunnel_peer`).
+    CiliumStyle,
     Ebpf,
 }
 
 impl PathKind {
-    pub const ALL: [PathKind; 4] = [PathKind::Underlay, PathKind::VethBound, PathKind::KernelVxlan, PathKind::Ebpf];
+    pub const ALL: [PathKind; 6] = [
+        PathKind::Underlay,
+        PathKind::VethBound,
+        PathKind::KernelVxlan,
+        PathKind::FlannelStyle,
+        PathKind::CiliumStyle,
+        PathKind::Ebpf,
+    ];
+    /// The overlays this datapath is compared with.
+    pub const PEERS: [PathKind; 3] = [PathKind::KernelVxlan, PathKind::FlannelStyle, PathKind::CiliumStyle];
+
     pub fn label(self) -> &'static str {
         match self {
             PathKind::Underlay => "raw underlay",
             PathKind::VethBound => "veth, no overlay",
             PathKind::KernelVxlan => "kernel VXLAN+bridge",
+            PathKind::FlannelStyle => "Flannel-style vxlan",
+            PathKind::CiliumStyle => "Cilium-style tunnel",
             PathKind::Ebpf => "eBPF overlay (this)",
+        }
+    }
+
+    /// The column heading of the markdown table.
+    fn heading(self) -> &'static str {
+        match self {
+            PathKind::Underlay => "raw underlay",
+            PathKind::VethBound => "bound: veth, no overlay",
+            PathKind::KernelVxlan => "kernel VXLAN+bridge (Docker)",
+            PathKind::FlannelStyle => "Flannel-style",
+            PathKind::CiliumStyle => "Cilium-style",
+            PathKind::Ebpf => "this datapath",
         }
     }
 }
@@ -42,21 +87,50 @@ impl PathKind {
 pub enum Metric {
     TcpThroughput,
     SmallPacketRate,
-    RoundTrip,
+    /// UDP request/response, 1 byte each way, one in flight: the mean round trip.
+    UdpRr,
+    /// The same over one TCP connection.
+    TcpRr,
+    /// `ping -i 0.01`, in whole microseconds: a secondary figure.
+    Ping,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 3] = [Metric::TcpThroughput, Metric::SmallPacketRate, Metric::RoundTrip];
+    pub const ALL: [Metric; 5] =
+        [Metric::TcpThroughput, Metric::SmallPacketRate, Metric::UdpRr, Metric::TcpRr, Metric::Ping];
     pub fn unit(self) -> &'static str {
         match self {
             Metric::TcpThroughput => "Gbit/s",
             Metric::SmallPacketRate => "kpps",
-            Metric::RoundTrip => "us",
+            Metric::UdpRr | Metric::TcpRr | Metric::Ping => "us",
         }
     }
     /// Whether a larger figure is better.
     pub fn higher_is_better(self) -> bool {
-        !matches!(self, Metric::RoundTrip)
+        matches!(self, Metric::TcpThroughput | Metric::SmallPacketRate)
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Metric::TcpThroughput => "single-stream TCP",
+            Metric::SmallPacketRate => "64-byte UDP rate",
+            Metric::UdpRr => "UDP request/response, mean",
+            Metric::TcpRr => "TCP request/response, mean",
+            Metric::Ping => "ping round trip",
+        }
+    }
+}
+
+/// One measurement: the figure, and for request/response also its p99 and rate.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub value: f64,
+    pub p99_us: Option<f64>,
+    pub transactions_per_second: Option<f64>,
+}
+
+impl Sample {
+    fn plain(value: f64) -> Self {
+        Sample { value, p99_us: None, transactions_per_second: None }
     }
 }
 
@@ -71,24 +145,50 @@ pub struct Record {
     pub ratio_to_underlay: f64,
     /// median / the bound's (`PathKind::VethBound`) median for the same metric.
     pub ratio_to_veth_bound: f64,
+    /// Request/response only: the median over the rounds of each round's p99 (µs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_us: Option<f64>,
+    /// Request/response only: the median of the rounds' transactions per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transactions_per_second: Option<f64>,
+}
+
+/// One eBPF program's run time per packet under the 64-byte load, over the rounds.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProgramCostRecord {
+    pub path: PathKind,
+    pub program: &'static str,
+    pub place: &'static str,
+    pub median_ns_per_packet: f64,
+    pub runs_ns_per_packet: Vec<f64>,
+    /// Program runs counted in each round (about the packets of the load).
+    pub runs_packets: Vec<u64>,
+}
+
+/// What [`run`] measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Results {
+    pub records: Vec<Record>,
+    pub program_costs: Vec<ProgramCostRecord>,
 }
 
 pub struct Options {
     pub runs: usize,
     pub tcp_seconds: u32,
     pub udp_seconds: u32,
+    pub rr_seconds: u32,
     pub pings: u32,
 }
 
 /// The two ends of one path: client side and server side namespaces and the server's address.
-struct Ends {
-    client_ns: String,
-    server_ns: String,
-    server_ip: Ipv4Addr,
+pub struct Ends {
+    pub client_ns: String,
+    pub server_ns: String,
+    pub server_ip: Ipv4Addr,
 }
 
 pub fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
     sorted.sort_by(|a, b| a.total_cmp(b));
     let n = sorted.len();
     if n == 0 {
@@ -97,11 +197,12 @@ pub fn median(values: &[f64]) -> f64 {
     if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 }
 }
 
-pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
+pub fn run(options: &Options) -> anyhow::Result<Results> {
     let mut lab = Lab::builder("bench").host("h1", "192.168.1.141/24").host("h2", "192.168.1.142/24").build()?;
     let (h1, h2) = (lab.host("h1").clone(), lab.host("h2").clone());
     // Hosts forward IPv4, as dockerd makes every Docker host do: the datapath then gets
     // the next hop's MACs from the FIB helper (and caches them), see docs/datapath.md.
+    // Flannel's routed subnets need it too.
     for host in [&h1, &h2] {
         overlay_tests::cmd::run_in(&host.ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
     }
@@ -116,13 +217,35 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
         kernel.add_remote(remote, remote_host.ip)?;
     }
 
+    // Flannel-style: a subnet per host.
+    let flannel = flannel_peer::connect(
+        &mut lab,
+        "f",
+        &[
+            flannel_peer::Member { host: &h1, subnet: [10, 0, 5] },
+            flannel_peer::Member { host: &h2, subnet: [10, 0, 6] },
+        ],
+    )?;
+
     // This datapath.
     const VNI: u32 = 20;
     let e1 = lab.add_container("h1", &ContainerSpec::new("e1", Ipv4Addr::new(10, 0, 9, 2)))?;
     let e2 = lab.add_container("h2", &ContainerSpec::new("e2", Ipv4Addr::new(10, 0, 9, 3)))?;
     let mut dps = vec![HostDatapath::start(&h1)?, HostDatapath::start(&h2)?];
     overlay_tests::datapath::full_mesh(&mut dps, VNI, Ipv4Addr::new(10, 0, 9, 1), &[(0, &e1), (1, &e2)])?;
+    // The bench's own programs, after the datapath: the XDP experiment adopts its maps.
     let mut objects = vec![BenchEbpf::load(&h1.ns, &h1.pin_dir)?, BenchEbpf::load(&h2.ns, &h2.pin_dir)?];
+
+    // Cilium-style: the tunnel MTU, as this datapath's.
+    let c1 = lab.add_container("h1", &ContainerSpec::new("c1", Ipv4Addr::new(10, 0, 4, 2)))?;
+    let c2 = lab.add_container("h2", &ContainerSpec::new("c2", Ipv4Addr::new(10, 0, 4, 3)))?;
+    tunnel_peer::connect(
+        &mut objects,
+        &[
+            tunnel_peer::Placement { host: &h1, host_index: 0, container: &c1 },
+            tunnel_peer::Placement { host: &h2, host_index: 1, container: &c2 },
+        ],
+    )?;
 
     // The bound: no overlay, so the full 1500-byte MTU.
     let mut bound = |host: &str, name: &str, ip: Ipv4Addr| {
@@ -138,22 +261,62 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
         ],
     )?;
 
-    let ends = |path: PathKind| match path {
-        PathKind::Underlay => Ends { client_ns: h1.ns.clone(), server_ns: h2.ns.clone(), server_ip: h2.ip },
-        PathKind::VethBound => Ends { client_ns: b1.ns.clone(), server_ns: b2.ns.clone(), server_ip: b2.ip },
-        PathKind::KernelVxlan => Ends { client_ns: k1.ns.clone(), server_ns: k2.ns.clone(), server_ip: k2.ip },
-        PathKind::Ebpf => Ends { client_ns: e1.ns.clone(), server_ns: e2.ns.clone(), server_ip: e2.ip },
+    let ends = |path: PathKind| {
+        let (client, server) = match path {
+            PathKind::Underlay => {
+                return Ends { client_ns: h1.ns.clone(), server_ns: h2.ns.clone(), server_ip: h2.ip };
+            }
+            PathKind::VethBound => (&b1, &b2),
+            PathKind::KernelVxlan => (&k1, &k2),
+            PathKind::FlannelStyle => (&flannel[0], &flannel[1]),
+            PathKind::CiliumStyle => (&c1, &c2),
+            PathKind::Ebpf => (&e1, &e2),
+        };
+        Ends { client_ns: client.ns.clone(), server_ns: server.ns.clone(), server_ip: server.ip }
+    };
+    // The programs whose run time is measured under the 64-byte load: the sender's on
+    // the client's veth, the receiver's where the traffic arrives on the server's host.
+    let programs = |path: PathKind| -> Vec<ProgramAt> {
+        let at = |program, place, ns: &str, interface: &str| ProgramAt {
+            program,
+            place,
+            ns: ns.to_owned(),
+            interface: interface.to_owned(),
+        };
+        match path {
+            PathKind::Ebpf => vec![
+                at(program_names::FROM_CONTAINER, "sender, container veth", &h1.ns, &e1.host_interface),
+                at(program_names::FROM_UNDERLAY, "receiver, underlay eth0", &h2.ns, &h2.interface),
+            ],
+            PathKind::CiliumStyle => vec![
+                at(bench_programs::TUNNEL_FROM_CONTAINER, "sender, container veth", &h1.ns, &c1.host_interface),
+                at(
+                    bench_programs::TUNNEL_FROM_OVERLAY,
+                    "receiver, collect_md VXLAN device",
+                    &h2.ns,
+                    tunnel_peer::DEVICE,
+                ),
+            ],
+            PathKind::VethBound => vec![
+                at(bench_programs::BOUND_REDIRECT, "sender, container veth", &h1.ns, &b1.host_interface),
+                at(bench_programs::BOUND_REDIRECT, "receiver, underlay eth0", &h2.ns, &h2.interface),
+            ],
+            _ => Vec::new(),
+        }
     };
 
-    let mut samples: Vec<(PathKind, Metric, Vec<f64>)> = Vec::new();
+    let mut samples: Vec<(PathKind, Metric, Vec<Sample>)> = Vec::new();
     for path in PathKind::ALL {
         for metric in Metric::ALL {
             samples.push((path, metric, Vec::new()));
         }
     }
+    let mut costs: Vec<(PathKind, usize, Vec<Cost>)> = Vec::new();
     let mut port = 5300u16;
     for round in 0..options.runs {
-        for path in PathKind::ALL {
+        // Rotate the order each round, so no path always runs first after a switch.
+        for i in 0..PathKind::ALL.len() {
+            let path = PathKind::ALL[(i + round) % PathKind::ALL.len()];
             // The underlay programs are attached only while their path is measured: the
             // kernel path's VXLAN would otherwise be ours to judge, the raw underlay is
             // measured with no program in its way, and whichever of the two programs runs
@@ -164,15 +327,33 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
             traffic::ping(&e.client_ns, e.server_ip, 1, "0.2")?;
             for metric in Metric::ALL {
                 port += 1;
-                let value = measure(&lab, &e, metric, options, port)
+                let sample = measure(&lab, &e, metric, options, port)
                     .with_context(|| format!("{} {metric:?} round {round}", path.label()))?;
-                eprintln!("  round {round} {:<22} {metric:?}: {value:.2} {}", path.label(), metric.unit());
+                eprintln!("  round {round} {:<22} {metric:?}: {:.2} {}", path.label(), sample.value, metric.unit());
                 samples
                     .iter_mut()
                     .find(|(p, m, _)| *p == path && *m == metric)
                     .expect("every pair has a slot")
                     .2
-                    .push(value);
+                    .push(sample);
+            }
+            let at = programs(path);
+            if !at.is_empty() {
+                // A load of its own: the statistics cost each run two clock reads, which
+                // the figures above must not pay.
+                port += 1;
+                let (_, measured) =
+                    program_cost::measure(&at, || measure(&lab, &e, Metric::SmallPacketRate, options, port))
+                        .with_context(|| format!("{} program cost round {round}", path.label()))?;
+                for cost in &measured {
+                    eprintln!(
+                        "  round {round} {:<22} {}: {:.0} ns/packet",
+                        path.label(),
+                        cost.program,
+                        cost.ns_per_run
+                    );
+                }
+                costs.push((path, round, measured));
             }
             lab.stop_children();
         }
@@ -180,12 +361,20 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
     set_underlay_program(&mut dps, &mut objects, &h1.interface, PathKind::Ebpf)?;
 
     let median_of = |path: PathKind, metric: Metric| {
-        samples.iter().find(|(p, m, _)| *p == path && *m == metric).map_or(f64::NAN, |(_, _, v)| median(v))
+        samples
+            .iter()
+            .find(|(p, m, _)| *p == path && *m == metric)
+            .map_or(f64::NAN, |(_, _, v)| median(&v.iter().map(|s| s.value).collect::<Vec<_>>()))
     };
-    Ok(samples
+    let records = samples
         .iter()
         .map(|(path, metric, runs)| {
-            let med = median(runs);
+            let values: Vec<f64> = runs.iter().map(|s| s.value).collect();
+            let med = median(&values);
+            let extra = |f: fn(&Sample) -> Option<f64>| {
+                let v: Vec<f64> = runs.iter().filter_map(f).collect();
+                if v.is_empty() { None } else { Some(median(&v)) }
+            };
             Record {
                 path: *path,
                 metric: *metric,
@@ -193,10 +382,29 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Record>> {
                 median: med,
                 ratio_to_underlay: med / median_of(PathKind::Underlay, *metric),
                 ratio_to_veth_bound: med / median_of(PathKind::VethBound, *metric),
-                runs: runs.clone(),
+                p99_us: extra(|s| s.p99_us),
+                transactions_per_second: extra(|s| s.transactions_per_second),
+                runs: values,
             }
         })
-        .collect())
+        .collect();
+    let mut program_costs: Vec<ProgramCostRecord> = Vec::new();
+    for path in PathKind::ALL {
+        for (index, at) in programs(path).iter().enumerate() {
+            let of_path: Vec<&Cost> =
+                costs.iter().filter(|(p, _, _)| *p == path).filter_map(|(_, _, c)| c.get(index)).collect();
+            let ns: Vec<f64> = of_path.iter().map(|c| c.ns_per_run).collect();
+            program_costs.push(ProgramCostRecord {
+                path,
+                program: at.program,
+                place: at.place,
+                median_ns_per_packet: median(&ns),
+                runs_ns_per_packet: ns,
+                runs_packets: of_path.iter().map(|c| c.runs).collect(),
+            });
+        }
+    }
+    Ok(Results { records, program_costs })
 }
 
 /// Leaves on the hosts' underlay interface (`interface`, the same on every host) only the
@@ -230,29 +438,42 @@ fn cpu_pinning() -> &'static [&'static str] {
     }
 }
 
-fn measure(lab: &Lab, e: &Ends, metric: Metric, o: &Options, port: u16) -> anyhow::Result<f64> {
+/// Measures one figure of one path.
+pub fn measure(lab: &Lab, e: &Ends, metric: Metric, o: &Options, port: u16) -> anyhow::Result<Sample> {
+    let rr = |protocol| -> anyhow::Result<Sample> {
+        let duration = Duration::from_secs(u64::from(o.rr_seconds));
+        let report = rr::run(protocol, &e.client_ns, &e.server_ns, e.server_ip, port, duration)?;
+        anyhow::ensure!(report.transactions > 0, "no {protocol:?} transaction completed");
+        Ok(Sample {
+            value: report.mean_us,
+            p99_us: Some(report.p99_us),
+            transactions_per_second: Some(report.transactions_per_second),
+        })
+    };
     match metric {
         Metric::TcpThroughput => {
             let t = o.tcp_seconds.to_string();
             let args = [&["-t", &t, "-O", "1"], cpu_pinning()].concat();
             let report = traffic::iperf3(lab, &e.server_ns, e.server_ip, &e.client_ns, port, &args)?;
-            Ok(traffic::tcp_bits_per_second(&report)? / 1e9)
+            Ok(Sample::plain(traffic::tcp_bits_per_second(&report)? / 1e9))
         }
         Metric::SmallPacketRate => {
             let t = o.udp_seconds.to_string();
             let args = [&["-u", "-l", "64", "-b", "0", "-t", &t], cpu_pinning()].concat();
             let report = traffic::iperf3(lab, &e.server_ns, e.server_ip, &e.client_ns, port, &args)?;
-            Ok(traffic::udp_packets_per_second(&report)? / 1e3)
+            Ok(Sample::plain(traffic::udp_packets_per_second(&report)? / 1e3))
         }
-        Metric::RoundTrip => {
+        Metric::UdpRr => rr(Protocol::Udp),
+        Metric::TcpRr => rr(Protocol::Tcp),
+        Metric::Ping => {
             let result = traffic::ping(&e.client_ns, e.server_ip, o.pings, "0.01")?;
             let rtt = result.avg_rtt_ms.context("no ping reply")?;
-            Ok(rtt * 1000.0)
+            Ok(Sample::plain(rtt * 1000.0))
         }
     }
 }
 
-/// The figures as a text table with ratios, as printed by the benchmark.
+/// The figures of every round as a text table, as printed while the benchmark runs.
 pub fn table(records: &[Record]) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -264,7 +485,7 @@ pub fn table(records: &[Record]) -> String {
         let runs: Vec<String> = r.runs.iter().map(|v| format!("{v:.2}")).collect();
         let _ = writeln!(
             out,
-            "{:<22} {:<18} {:>8.2} {:<4} {:>10.3} {:>11.3}  [{}]",
+            "{:<22} {:<18} {:>8.2} {:<6} {:>8.3} {:>11.3}  [{}]",
             r.path.label(),
             format!("{:?}", r.metric),
             r.median,
@@ -277,13 +498,97 @@ pub fn table(records: &[Record]) -> String {
     out
 }
 
+fn find(records: &[Record], path: PathKind, metric: Metric) -> Option<&Record> {
+    records.iter().find(|r| r.path == path && r.metric == metric)
+}
+
+fn figure(metric: Metric, value: f64) -> String {
+    match metric {
+        Metric::TcpThroughput => format!("{value:.2} Gbit/s"),
+        Metric::SmallPacketRate => format!("{value:.0} kpps"),
+        Metric::Ping => format!("{value:.0} µs"),
+        Metric::UdpRr | Metric::TcpRr => format!("{value:.1} µs"),
+    }
+}
+
+/// The README's tables, in markdown: every path's medians, then every path's ratio to
+/// the bound with this datapath's to its best peer, then the request/response detail
+/// and the programs' cost per packet.
+pub fn markdown(results: &Results) -> String {
+    let records = &results.records;
+    let mut out = String::new();
+    let headings: Vec<&str> = PathKind::ALL.iter().map(|p| p.heading()).collect();
+    let _ = writeln!(out, "| metric | {} |", headings.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(headings.len()));
+    for metric in Metric::ALL {
+        let cells: Vec<String> = PathKind::ALL
+            .iter()
+            .map(|p| find(records, *p, metric).map_or("–".into(), |r| figure(metric, r.median)))
+            .collect();
+        let _ = writeln!(out, "| {} | {} |", metric.label(), cells.join(" | "));
+    }
+    let _ = writeln!(out);
+    let ratio_paths: Vec<PathKind> = PathKind::ALL.iter().copied().filter(|p| *p != PathKind::VethBound).collect();
+    let ratio_headings: Vec<&str> = ratio_paths.iter().map(|p| p.heading()).collect();
+    let _ = writeln!(out, "| ratio to the bound | {} | this / best peer |", ratio_headings.join(" | "));
+    let _ = writeln!(out, "|---|{}---|", "---|".repeat(ratio_headings.len()));
+    for metric in Metric::ALL {
+        let cells: Vec<String> = ratio_paths
+            .iter()
+            .map(|p| find(records, *p, metric).map_or("–".into(), |r| format!("{:.2}", r.ratio_to_veth_bound)))
+            .collect();
+        let best_peer = PathKind::PEERS
+            .iter()
+            .filter_map(|p| find(records, *p, metric).map(|r| r.median))
+            .filter(|v| v.is_finite())
+            .reduce(|a, b| if metric.higher_is_better() { a.max(b) } else { a.min(b) });
+        let ours = find(records, PathKind::Ebpf, metric).map(|r| r.median);
+        let vs_best = match (ours, best_peer) {
+            (Some(ours), Some(best)) => format!("{:.2}", ours / best),
+            _ => "–".into(),
+        };
+        let _ = writeln!(out, "| {} | {} | {vs_best} |", metric.label(), cells.join(" | "));
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| request/response: transactions/s, p99 | {} |", headings.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(headings.len()));
+    for metric in [Metric::UdpRr, Metric::TcpRr] {
+        let cells: Vec<String> = PathKind::ALL
+            .iter()
+            .map(|p| match find(records, *p, metric) {
+                Some(Record { transactions_per_second: Some(tps), p99_us: Some(p99), .. }) => {
+                    format!("{tps:.0}/s, p99 {p99:.1} µs")
+                }
+                _ => "–".into(),
+            })
+            .collect();
+        let _ = writeln!(out, "| {} | {} |", metric.label().trim_end_matches(", mean"), cells.join(" | "));
+    }
+    if !results.program_costs.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "| eBPF program, under the 64-byte load | path | where | ns per packet (median) |");
+        let _ = writeln!(out, "|---|---|---|---|");
+        for c in &results.program_costs {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {:.0} |",
+                c.program,
+                c.path.heading(),
+                c.place,
+                c.median_ns_per_packet
+            );
+        }
+    }
+    out
+}
+
 /// A grouped bar chart of the ratios to the underlay, as SVG.
 pub fn svg_chart(records: &[Record], title: &str) -> String {
-    let (width, height) = (760.0, 360.0);
+    let (width, height) = (1000.0, 380.0);
     let (left, bottom, top) = (60.0, 300.0, 50.0);
     let max_ratio = records.iter().map(|r| r.ratio_to_underlay).filter(|r| r.is_finite()).fold(1.2_f64, f64::max);
     let scale = (bottom - top) / max_ratio;
-    let colors = ["#7f7f7f", "#bcbd22", "#d62728", "#1f77b4"];
+    let colors = ["#7f7f7f", "#bcbd22", "#d62728", "#ff7f0e", "#9467bd", "#1f77b4"];
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
@@ -332,7 +637,7 @@ pub fn svg_chart(records: &[Record], title: &str) -> String {
         }
     }
     for (i, path) in PathKind::ALL.iter().enumerate() {
-        let x = left + i as f64 * 170.0;
+        let x = left + i as f64 * 155.0;
         let _ = writeln!(
             svg,
             "<rect x=\"{x}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>",
@@ -347,9 +652,10 @@ pub fn svg_chart(records: &[Record], title: &str) -> String {
     svg
 }
 
-/// Writes the JSON document (`{"datapath": [records…], …other sections}`) and the chart.
+/// Writes the JSON document (`{"datapath": [records…], "program_cost": [...], …other
+/// sections}`) and the chart.
 pub fn write_outputs(
-    records: &[Record],
+    results: &Results,
     sections: serde_json::Map<String, serde_json::Value>,
     json: &Path,
     chart: &Path,
@@ -361,10 +667,11 @@ pub fn write_outputs(
         }
     }
     let mut document = serde_json::Map::new();
-    document.insert("datapath".into(), serde_json::to_value(records)?);
+    document.insert("datapath".into(), serde_json::to_value(&results.records)?);
+    document.insert("program_cost".into(), serde_json::to_value(&results.program_costs)?);
     document.extend(sections);
     std::fs::write(json, serde_json::to_string_pretty(&document)?)?;
-    std::fs::write(chart, svg_chart(records, title))?;
+    std::fs::write(chart, svg_chart(&results.records, title))?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! The benchmark's own eBPF object (bench/ebpf), loaded on a simulated host next to the
-//! datapath: the bound's program and the XDP decapsulation experiment. The agent never
+//! datapath: the bound's program, the Cilium-style peer's and the XDP decapsulation
+//! experiment. The agent never
 //! loads any of it. Maps the experiments share with the datapath (the XDP program reads
 //! the forwarding tables and bumps the counters) are adopted from the host's pins, so
 //! the host's datapath must be loaded first; the benchmark's own maps are not pinned.
@@ -18,7 +19,7 @@ use aya::{
     },
 };
 use overlay::netns;
-use overlay_bench_common::{BoundHop, map_names, program_names};
+use overlay_bench_common::{BoundHop, TunnelConfig, TunnelEndpoint, map_names, program_names};
 use overlay_common::ipv4_key;
 
 /// The object file built from bench/ebpf by this crate's build script.
@@ -36,12 +37,19 @@ pub struct BoundHopSpec {
     pub smac: [u8; 6],
 }
 
+/// Where a container of the Cilium-style path lives.
+pub enum TunnelAt<'a> {
+    Local { host_interface: &'a str, host_mac: [u8; 6] },
+    Remote { vtep: Ipv4Addr },
+}
+
 /// The benchmark's object on one host.
 pub struct BenchEbpf {
     ebpf: Ebpf,
     /// The host's namespace: interfaces are looked up and programs attached in it.
     ns: String,
-    bound_links: BTreeMap<String, SchedClassifierLinkId>,
+    /// TC links by (program, interface).
+    tc_links: BTreeMap<(&'static str, String), SchedClassifierLinkId>,
     underlay_xdp: Option<XdpLinkId>,
 }
 
@@ -54,7 +62,7 @@ impl BenchEbpf {
             .default_map_pin_directory(&maps)
             .load(OBJECT)
             .with_context(|| format!("loading the benchmark's eBPF object against {}", maps.display()))?;
-        Ok(BenchEbpf { ebpf, ns: ns.to_owned(), bound_links: BTreeMap::new(), underlay_xdp: None })
+        Ok(BenchEbpf { ebpf, ns: ns.to_owned(), tc_links: BTreeMap::new(), underlay_xdp: None })
     }
 
     /// Adds or replaces a hop of the bound (`OVL_BOUND_HOPS`).
@@ -71,21 +79,59 @@ impl BenchEbpf {
     /// On the underlay, attach it only while the datapath's own program is detached:
     /// whichever runs first passes the other's packets to the host.
     pub fn attach_bound(&mut self, interface: &str) -> anyhow::Result<()> {
-        if self.bound_links.contains_key(interface) {
-            return Ok(());
-        }
-        let program = classifier(&mut self.ebpf, program_names::BOUND_REDIRECT)?;
-        let options = TcAttachOptions::TcxOrder(LinkOrder::default());
-        let link = netns::run_in(&self.ns, || program.attach_with_options(interface, TcAttachType::Ingress, options))?
-            .with_context(|| format!("attaching the bound to {interface}"))?;
-        self.bound_links.insert(interface.to_owned(), link);
-        Ok(())
+        self.attach_tc(program_names::BOUND_REDIRECT, interface)
     }
 
     /// Detaches what [`BenchEbpf::attach_bound`] attached to `interface` (no-op when nothing is).
     pub fn detach_bound(&mut self, interface: &str) -> anyhow::Result<()> {
-        let Some(link) = self.bound_links.remove(interface) else { return Ok(()) };
-        classifier(&mut self.ebpf, program_names::BOUND_REDIRECT)?.detach(link)?;
+        self.detach_tc(program_names::BOUND_REDIRECT, interface)
+    }
+
+    /// The Cilium-style path's host configuration: its collect_md VXLAN device and VNI.
+    pub fn set_tunnel_config(&mut self, vxlan_interface: &str, vni: u32) -> anyhow::Result<()> {
+        let config = TunnelConfig { vxlan_ifindex: self.ifindex(vxlan_interface)?, vni };
+        let map = self.ebpf.map_mut(map_names::TUNNEL_CONFIG).context("no tunnel config map in the bench object")?;
+        let mut array: aya::maps::Array<_, TunnelConfig> = aya::maps::Array::try_from(map)?;
+        array.set(0, config, 0)?;
+        Ok(())
+    }
+
+    /// A container of the Cilium-style path: local behind `host_interface` (whose MAC
+    /// is looked up here), or remote behind `vtep`.
+    pub fn set_tunnel_endpoint(&mut self, ip: Ipv4Addr, mac: [u8; 6], at: TunnelAt<'_>) -> anyhow::Result<()> {
+        let endpoint = match at {
+            TunnelAt::Local { host_interface, host_mac } => {
+                TunnelEndpoint { vtep: 0, ifindex: self.ifindex(host_interface)?, mac, host_mac }
+            }
+            TunnelAt::Remote { vtep } => {
+                TunnelEndpoint { vtep: ipv4_key(vtep.octets()), ifindex: 0, mac, host_mac: [0; 6] }
+            }
+        };
+        let map =
+            self.ebpf.map_mut(map_names::TUNNEL_ENDPOINTS).context("no tunnel endpoint map in the bench object")?;
+        let mut endpoints: HashMap<_, u32, TunnelEndpoint> = HashMap::try_from(map)?;
+        endpoints.insert(ipv4_key(ip.octets()), endpoint, 0)?;
+        Ok(())
+    }
+
+    /// Attaches a TC program of the object at TCX ingress of `interface` (no-op when it is).
+    pub fn attach_tc(&mut self, program: &'static str, interface: &str) -> anyhow::Result<()> {
+        let key = (program, interface.to_owned());
+        if self.tc_links.contains_key(&key) {
+            return Ok(());
+        }
+        let loaded = classifier(&mut self.ebpf, program)?;
+        let options = TcAttachOptions::TcxOrder(LinkOrder::default());
+        let link = netns::run_in(&self.ns, || loaded.attach_with_options(interface, TcAttachType::Ingress, options))?
+            .with_context(|| format!("attaching {program} to {interface}"))?;
+        self.tc_links.insert(key, link);
+        Ok(())
+    }
+
+    /// Detaches what [`BenchEbpf::attach_tc`] attached (no-op when nothing is).
+    pub fn detach_tc(&mut self, program: &'static str, interface: &str) -> anyhow::Result<()> {
+        let Some(link) = self.tc_links.remove(&(program, interface.to_owned())) else { return Ok(()) };
+        classifier(&mut self.ebpf, program)?.detach(link)?;
         Ok(())
     }
 

@@ -4,14 +4,16 @@
 //! `redirect_peer`. It does what this datapath does minus the encapsulation, so it
 //! is the most any overlay for veth-attached containers can reach on this kernel.
 
-use anyhow::Context;
-use overlay::container::{format_mac, parse_mac};
+use overlay::container::format_mac;
 use overlay_tests::{
     cmd,
     lab::{Container, Host},
 };
 
-use crate::ebpf::{BenchEbpf, BoundHopSpec};
+use crate::{
+    ebpf::{BenchEbpf, BoundHopSpec},
+    links::mac_of,
+};
 
 /// A reference container and its host; `host_index` indexes the hosts' bench objects.
 pub struct Placement<'a> {
@@ -68,12 +70,4 @@ pub fn attach_underlay(objects: &mut [BenchEbpf], interface: &str, attached: boo
         if attached { object.attach_bound(interface)? } else { object.detach_bound(interface)? }
     }
     Ok(())
-}
-
-/// The MAC address of `dev` in `ns`.
-fn mac_of(ns: &str, dev: &str) -> anyhow::Result<[u8; 6]> {
-    let out = cmd::ip(ns, &["-j", "link", "show", "dev", dev])?;
-    let links: serde_json::Value = serde_json::from_str(&out)?;
-    let address = links[0]["address"].as_str().with_context(|| format!("no MAC for {dev} in {ns}"))?;
-    parse_mac(address).map_err(|e| anyhow::anyhow!("{dev} in {ns}: {e}"))
 }

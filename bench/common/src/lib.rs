@@ -14,11 +14,20 @@ pub mod program_names {
     /// The datapath's decapsulation as XDP on the underlay interface, to measure the
     /// hook against TC (`underlay-hook-bench`). It reads the datapath's pinned maps.
     pub const FROM_UNDERLAY_XDP: &str = "overlay_xdp_from_underlay";
+    /// Cilium-style tunnel mode, TC ingress of a container's host-side veth: ARP
+    /// answered, local delivery, or `bpf_skb_set_tunnel_key` and a redirect to the
+    /// collect_md VXLAN device (see [`super::TunnelEndpoint`]).
+    pub const TUNNEL_FROM_CONTAINER: &str = "peer_tunnel_from_container";
+    /// Cilium-style tunnel mode, TC ingress of the collect_md VXLAN device: the
+    /// decapsulated frame delivered with `bpf_redirect_peer`.
+    pub const TUNNEL_FROM_OVERLAY: &str = "peer_tunnel_from_overlay";
 }
 
 /// Names of the maps only the benchmark's programs use (not pinned).
 pub mod map_names {
     pub const BOUND_HOPS: &str = "OVL_BOUND_HOPS";
+    pub const TUNNEL_CONFIG: &str = "PEER_TUNNEL_CFG";
+    pub const TUNNEL_ENDPOINTS: &str = "PEER_TUNNEL_EPS";
 }
 
 /// `OVL_BOUND_HOPS[ip]`: where the bound's program sends a packet for container address
@@ -34,8 +43,32 @@ pub struct BoundHop {
     pub smac: [u8; 6],
 }
 
+/// `PEER_TUNNEL_CFG[0]`: the Cilium-style path's host configuration.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunnelConfig {
+    /// The collect_md VXLAN device that encapsulates (`ip link add ... type vxlan external`).
+    pub vxlan_ifindex: u32,
+    /// The VNI every tunnelled packet carries (Cilium puts the source identity there).
+    pub vni: u32,
+}
+
+/// `PEER_TUNNEL_EPS[ip]`: a container of the Cilium-style path, on this host (`vtep`
+/// 0: behind the host-side veth `ifindex`, whose MAC is `host_mac`) or on the host
+/// whose VTEP is `vtep` (like Cilium's endpoint map and ipcache in one table).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunnelEndpoint {
+    pub vtep: u32,
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub host_mac: [u8; 6],
+}
+
 const _: () = {
     assert!(size_of::<BoundHop>() == 20);
+    assert!(size_of::<TunnelConfig>() == 8);
+    assert!(size_of::<TunnelEndpoint>() == 20);
 };
 
 #[cfg(feature = "user")]
@@ -44,4 +77,6 @@ mod pod {
     // SAFETY: #[repr(C)], Copy, made only of integers and byte arrays with no padding:
     // any bit pattern is valid.
     unsafe impl aya::Pod for BoundHop {}
+    unsafe impl aya::Pod for TunnelConfig {}
+    unsafe impl aya::Pod for TunnelEndpoint {}
 }

@@ -8,6 +8,7 @@
 
 mod bound;
 mod maps;
+mod tunnel_peer;
 mod xdp_decap;
 
 use aya_ebpf::{
@@ -26,6 +27,18 @@ pub fn overlay_xdp_from_underlay(ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn bench_bound_redirect(ctx: TcContext) -> i32 {
     bound::redirect(&ctx)
+}
+
+/// Cilium-style tunnel mode, at the container's host-side veth (`tunnel_peer.rs`).
+#[classifier]
+pub fn peer_tunnel_from_container(ctx: TcContext) -> i32 {
+    tunnel_peer::from_container(&ctx)
+}
+
+/// Cilium-style tunnel mode, at the collect_md VXLAN device (`tunnel_peer.rs`).
+#[classifier]
+pub fn peer_tunnel_from_overlay(ctx: TcContext) -> i32 {
+    tunnel_peer::from_overlay(&ctx)
 }
 
 #[cfg(not(test))]

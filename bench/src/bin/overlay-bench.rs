@@ -10,7 +10,7 @@ use overlay_bench::datapath::{self as bench, Options};
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark the overlay datapath against the kernel VXLAN path and the raw underlay")]
 struct Args {
-    /// 5 short runs per figure instead of 9 longer ones (under three minutes).
+    /// 5 short rounds instead of 7 longer ones (about five minutes).
     #[arg(long)]
     quick: bool,
     /// Where to write the figures as JSON (one record per path and metric).
@@ -19,6 +19,9 @@ struct Args {
     /// Only the control-plane figures (agents, mesh, DNS, IPAM), not the datapath.
     #[arg(long, conflicts_with = "datapath_only")]
     control_plane_only: bool,
+    /// Rounds of the datapath figures, instead of 5 (--quick) or 7.
+    #[arg(long)]
+    rounds: Option<usize>,
     /// Only the datapath figures (every path side by side), not the control plane.
     #[arg(long)]
     datapath_only: bool,
@@ -68,17 +71,21 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let options = if args.quick {
-        Options { runs: 5, tcp_seconds: 2, udp_seconds: 1, pings: 100 }
+        Options { runs: 5, tcp_seconds: 2, udp_seconds: 1, rr_seconds: 1, pings: 50 }
     } else {
-        Options { runs: 9, tcp_seconds: 5, udp_seconds: 3, pings: 300 }
+        Options { runs: 7, tcp_seconds: 4, udp_seconds: 3, rr_seconds: 2, pings: 200 }
     };
+    let options = Options { runs: args.rounds.unwrap_or(options.runs), ..options };
     let mut sections = serde_json::Map::new();
-    let records = if args.control_plane_only {
-        Vec::new()
+    let results = if args.control_plane_only {
+        bench::Results { records: Vec::new(), program_costs: Vec::new() }
     } else {
         eprintln!("datapath benchmark: {} rounds", options.runs);
-        let records = bench::run(&options)?;
-        print!("{}", bench::table(&records));
+        let results = bench::run(&options)?;
+        print!("{}", bench::table(&results.records));
+        println!();
+        print!("{}", bench::markdown(&results));
+        println!();
         let scale = overlay_bench::tables::remote_endpoints(10_000)?;
         println!(
             "datapath tables: {} remote endpoints programmed in {:.3} s ({:.0}/s), removed in {:.3} s",
@@ -86,10 +93,10 @@ fn main() -> anyhow::Result<()> {
         );
         sections.insert("datapath_tables".into(), serde_json::to_value(&scale)?);
         stopwatch.lap("datapath");
-        records
+        results
     };
     if args.datapath_only {
-        bench::write_outputs(&records, sections, &args.json, &args.chart, "Ratio to the raw underlay (median)")?;
+        bench::write_outputs(&results, sections, &args.json, &args.chart, "Ratio to the raw underlay (median)")?;
         println!("figures: {}  chart: {}", args.json.display(), args.chart.display());
         return Ok(());
     }
@@ -142,7 +149,7 @@ fn main() -> anyhow::Result<()> {
     println!("{ipam}");
     sections.insert("ipam".into(), serde_json::to_value(&ipam)?);
     stopwatch.lap("IPAM");
-    bench::write_outputs(&records, sections, &args.json, &args.chart, "Ratio to the raw underlay (median)")?;
+    bench::write_outputs(&results, sections, &args.json, &args.chart, "Ratio to the raw underlay (median)")?;
     println!("figures: {}  chart: {}", args.json.display(), args.chart.display());
     // The figures are written either way; a mesh that never fully connected fails the run.
     ensure!(mesh.pairs_failed == 0, "{} container pairs of the mesh never reached each other", mesh.pairs_failed);
