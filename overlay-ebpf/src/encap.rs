@@ -18,7 +18,7 @@ use overlay_common::{ENCAP_OVERHEAD, NetworkInfo, Reason, RemoteEndpoint, VXLAN_
 
 use crate::{
     fdb,
-    headers::{ETH_P_IP, EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, UdpHdr, VxlanHdr},
+    headers::{self, ETH_P_IP, EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, UdpHdr, VxlanHdr},
     next_hop::{self, AF_INET, NextHop},
     verdict::{self, Verdict},
 };
@@ -120,7 +120,7 @@ fn flow_source_port(ctx: &TcContext, ip: &Ipv4Hdr) -> u32 {
     let mut hash = unsafe { (*ctx.skb.skb).hash };
     if hash == 0 {
         let ports: u32 = if ip.proto == IPPROTO_UDP || ip.proto == IPPROTO_TCP {
-            ctx.load(EthHdr::LEN + ip.header_len()).unwrap_or(0)
+            headers::load(ctx, EthHdr::LEN + ip.header_len()).unwrap_or(0)
         } else {
             0
         };

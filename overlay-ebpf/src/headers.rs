@@ -10,8 +10,17 @@ pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 
 /// Reads a header at `offset`; a packet too short for it is [`Reason::Truncated`].
+/// Straight from the skb's linear data when the header lies in it (always, for headers
+/// a local socket or the underlay's driver wrote), else through `bpf_skb_load_bytes`,
+/// a helper call on every read.
 #[inline(always)]
 pub fn load<T>(ctx: &TcContext, offset: usize) -> Result<T, Reason> {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + offset + core::mem::size_of::<T>() <= end {
+        // SAFETY: within the linear data (checked just above); headers are packed, so
+        // the read is unaligned.
+        return Ok(unsafe { core::ptr::read_unaligned((start + offset) as *const T) });
+    }
     ctx.load::<T>(offset).map_err(|_| Reason::Truncated)
 }
 

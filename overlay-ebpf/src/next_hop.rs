@@ -2,15 +2,20 @@
 //! `bpf_fib_lookup`, with its answers kept for a moment in a per-VTEP cache. The lookup
 //! walks the routing trie and the neighbour table on every packet otherwise, and on a
 //! cold cache it was a large part of a packet's time in the encapsulation.
+//!
+//! The cache is direct-mapped and per CPU: a VTEP has one slot (its address's low bits),
+//! tagged with the address, in an array that each CPU has a copy of. Finding it is an
+//! index, not a hash lookup, and no CPU ever reads a slot another is writing. Two VTEPs
+//! on one slot only cost each other a FIB lookup.
 
 use aya_ebpf::{
     bindings::{BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup},
     helpers::{bpf_fib_lookup, bpf_ktime_get_ns},
     macros::map,
-    maps::LruHashMap,
+    maps::PerCpuArray,
     programs::TcContext,
 };
-use overlay_common::{Reason, capacity};
+use overlay_common::Reason;
 
 use crate::headers::IPPROTO_UDP;
 
@@ -31,37 +36,54 @@ pub enum NextHop {
     ByOutputRoute { ifindex: u32 },
 }
 
-/// A resolved next hop as the FIB gave it, and until when it is used (`bpf_ktime_get_ns`).
-/// Only this program reads and writes it, so the layout lives here, not in overlay-common.
+/// A resolved next hop to `vtep` as the FIB gave it, and until when it is used
+/// (`bpf_ktime_get_ns`). Only this program reads and writes it, so the layout lives
+/// here, not in overlay-common.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct CachedHop {
     pub expires_ns: u64,
+    /// The slot's tag: 0 (no address) in a slot never filled.
+    pub vtep: u32,
     pub ifindex: u32,
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
     pub _pad: [u8; 4],
 }
 
-/// Next hops by VTEP address: a cache only this module uses, so not pinned (a reloaded
-/// program starts with an empty one) and not in overlay-common.
+/// Slots of the cache (a power of two).
+const SLOTS: u32 = 1024;
+
+/// The next-hop cache: only this module uses it, so it is not pinned (a reloaded program
+/// starts with an empty one) and not in overlay-common.
 #[map]
-static OVL_NEXT_HOPS: LruHashMap<u32, CachedHop> = LruHashMap::with_max_entries(capacity::MEMBERS, 0);
+static OVL_NEXT_HOPS: PerCpuArray<CachedHop> = PerCpuArray::with_max_entries(SLOTS, 0);
 
 pub fn to_vtep(ctx: &TcContext, src: u32, dst: u32, ifindex: u32) -> Result<NextHop, Reason> {
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
-    // SAFETY: copied out at once (see fdb.rs).
-    if let Some(hop) = unsafe { OVL_NEXT_HOPS.get(dst).copied() }
-        && hop.expires_ns > now
-    {
-        return Ok(NextHop::Resolved { ifindex: hop.ifindex, smac: hop.smac, dmac: hop.dmac });
+    // The address's last octet and the bits above it: hosts of one subnet differ there.
+    let slot = OVL_NEXT_HOPS.get_ptr_mut(u32::from_be(dst) & (SLOTS - 1));
+    if let Some(slot) = slot {
+        // SAFETY: this CPU's copy of the slot, which only this CPU touches, and only
+        // while this program runs.
+        let hop = unsafe { *slot };
+        if hop.vtep == dst && hop.expires_ns > now {
+            return Ok(NextHop::Resolved { ifindex: hop.ifindex, smac: hop.smac, dmac: hop.dmac });
+        }
     }
     let hop = fib_lookup(ctx, src, dst, ifindex)?;
-    if let NextHop::Resolved { ifindex, smac, dmac } = hop {
-        let entry = CachedHop { expires_ns: now + CACHE_NS, ifindex, smac, dmac, _pad: [0; 4] };
-        // A full LRU map evicts its oldest entry; failing to cache only costs a lookup.
-        let _ = OVL_NEXT_HOPS.insert(dst, entry, 0);
+    if let (NextHop::Resolved { ifindex, smac, dmac }, Some(slot)) = (&hop, slot) {
+        let entry = CachedHop {
+            expires_ns: now + CACHE_NS,
+            vtep: dst,
+            ifindex: *ifindex,
+            smac: *smac,
+            dmac: *dmac,
+            _pad: [0; 4],
+        };
+        // SAFETY: as above.
+        unsafe { *slot = entry };
     }
     Ok(hop)
 }
