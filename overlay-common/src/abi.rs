@@ -76,15 +76,25 @@ pub struct NetworkInfo {
     pub counter_slot: u32,
 }
 
-/// `OVL_INTERFACES[ifindex]`: the host side of a local container's veth.
+/// `Interface::counter_slot` while the interface's network is not on this host: its
+/// packets are dropped as [`crate::Reason::UnknownVni`].
+pub const NO_NETWORK_SLOT: u32 = u32::MAX;
+
+/// `OVL_INTERFACES[ifindex]`: the host side of a local container's veth, with what the
+/// container's packets need of its network (a copy of `OVL_NETWORKS[vni]`, kept in step
+/// by userspace), so that one lookup serves every packet it sends.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Interface {
     pub vni: u32,
     /// The only source address the container may send from ([`ipv4_key`]).
     pub ip: u32,
+    /// The network's gateway ([`ipv4_key`]); ARP for it is answered with `gateway_mac`.
+    pub gateway: u32,
+    /// The network's `OVL_NET_COUNTS` slot, or [`NO_NETWORK_SLOT`].
+    pub counter_slot: u32,
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    pub gateway_mac: [u8; 6],
 }
 
 /// Key of `OVL_LOCAL_EPS` and `OVL_REMOTE_EPS`: an address within one network.
@@ -134,7 +144,7 @@ pub struct Counter {
 const _: () = {
     assert!(size_of::<HostConfig>() == 8);
     assert!(size_of::<NetworkInfo>() == 16);
-    assert!(size_of::<Interface>() == 16);
+    assert!(size_of::<Interface>() == 28);
     assert!(size_of::<EndpointKey>() == 8);
     assert!(size_of::<LocalEndpoint>() == 12);
     assert!(size_of::<RemoteEndpoint>() == 12);

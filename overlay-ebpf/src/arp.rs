@@ -2,7 +2,7 @@
 //! is flooded to the host or across the underlay.
 
 use aya_ebpf::{helpers::bpf_redirect, programs::TcContext};
-use overlay_common::{Interface, NetworkInfo, Reason};
+use overlay_common::{Interface, Reason};
 
 use crate::{
     fdb::{self, Destination},
@@ -17,15 +17,15 @@ struct ArpFrame {
     arp: ArpHdr,
 }
 
-pub fn answer(ctx: &TcContext, eth: &EthHdr, iface: &Interface, network: &NetworkInfo, ifindex: u32) -> Verdict {
+pub fn answer(ctx: &TcContext, eth: &EthHdr, iface: &Interface, ifindex: u32) -> Verdict {
     let request: ArpHdr = headers::load(ctx, EthHdr::LEN)?;
     // Only requests for someone else's address get an answer: a container probing its
     // own address (duplicate address detection) must hear nothing back.
     if !request.is_ipv4_ethernet_request() || request.tpa == iface.ip {
         return Err(Reason::ArpNotAnswered);
     }
-    let target_mac = if request.tpa == network.gateway {
-        network.gateway_mac
+    let target_mac = if request.tpa == iface.gateway {
+        iface.gateway_mac
     } else {
         match fdb::destination(iface.vni, request.tpa) {
             Destination::Local(endpoint) => endpoint.mac,
@@ -48,5 +48,5 @@ pub fn answer(ctx: &TcContext, eth: &EthHdr, iface: &Interface, network: &Networ
     // Out of the same veth: back into the container that asked.
     // SAFETY: plain helper call.
     let result = unsafe { bpf_redirect(ifindex, 0) };
-    verdict::redirected(result, Reason::ArpAnswered, network.counter_slot)
+    verdict::redirected(result, Reason::ArpAnswered, iface.counter_slot)
 }

@@ -14,7 +14,7 @@ use aya_ebpf::{
     helpers::{bpf_redirect, bpf_redirect_neigh},
     programs::TcContext,
 };
-use overlay_common::{ENCAP_OVERHEAD, NetworkInfo, Reason, RemoteEndpoint, VXLAN_PORT};
+use overlay_common::{ENCAP_OVERHEAD, Reason, RemoteEndpoint, VXLAN_PORT};
 
 use crate::{
     fdb,
@@ -53,7 +53,7 @@ pub fn to_remote(
     ip: &Ipv4Hdr,
     vni: u32,
     remote: &RemoteEndpoint,
-    network: &NetworkInfo,
+    counter_slot: u32,
 ) -> Verdict {
     let cfg = fdb::config()?;
     // Route first, so a packet we cannot send is dropped before it is modified.
@@ -107,7 +107,7 @@ pub fn to_remote(
         },
         NextHop::ByOutputRoute { ifindex } => unsafe { bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) },
     };
-    verdict::redirected(result, Reason::Encapsulated, network.counter_slot)
+    verdict::redirected(result, Reason::Encapsulated, counter_slot)
 }
 
 /// The outer source port: a hash of the inner flow, so one flow keeps one underlay path.

@@ -1,20 +1,21 @@
 //! Delivery to a container on the same host: straight into its namespace.
 
 use aya_ebpf::{helpers::bpf_redirect_peer, programs::TcContext};
-use overlay_common::{LocalEndpoint, NetworkInfo, Reason};
+use overlay_common::{LocalEndpoint, Reason};
 
 use crate::{
     headers::EthHdr,
     verdict::{self, Verdict},
 };
 
-pub fn deliver(ctx: &TcContext, eth: &EthHdr, endpoint: &LocalEndpoint, network: &NetworkInfo) -> Verdict {
+/// `counter_slot`: the network's counters (`OVL_NET_COUNTS`).
+pub fn deliver(ctx: &TcContext, eth: &EthHdr, endpoint: &LocalEndpoint, counter_slot: u32) -> Verdict {
     rewrite_destination(ctx, eth, endpoint)?;
     // The peer of the host-side veth is the container's eth0: redirect_peer skips the
     // host side's egress and backlog queue.
     // SAFETY: plain helper call.
     let result = unsafe { bpf_redirect_peer(endpoint.ifindex, 0) };
-    verdict::redirected(result, Reason::DeliveredLocally, network.counter_slot)
+    verdict::redirected(result, Reason::DeliveredLocally, counter_slot)
 }
 
 /// Addresses the frame to the container's own MAC, whatever the sender believed.

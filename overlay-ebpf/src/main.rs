@@ -7,7 +7,7 @@
 #![no_main]
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
-use overlay_common::{Direction, Reason};
+use overlay_common::{Direction, NO_NETWORK_SLOT, Reason};
 use overlay_ebpf::{
     arp, decap, encap,
     fdb::{self, Destination},
@@ -34,19 +34,24 @@ pub fn overlay_from_underlay(ctx: TcContext) -> i32 {
 fn from_container(ctx: &TcContext) -> Verdict {
     // SAFETY: the context's skb pointer is valid for the whole program run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // One lookup: the interface carries its network's gateway and counter slot.
     let iface = fdb::interface(ifindex).ok_or(Reason::UnknownInterface)?;
-    let network = fdb::network(iface.vni).ok_or(Reason::UnknownVni)?;
+    if iface.counter_slot == NO_NETWORK_SLOT {
+        return Err(Reason::UnknownVni);
+    }
     let eth: EthHdr = headers::load(ctx, 0)?;
     match eth.ether_type() {
-        ETH_P_ARP => arp::answer(ctx, &eth, &iface, &network, ifindex),
+        ETH_P_ARP => arp::answer(ctx, &eth, &iface, ifindex),
         ETH_P_IP => {
             let ip: Ipv4Hdr = headers::load(ctx, EthHdr::LEN)?;
             if ip.saddr != iface.ip {
                 return Err(Reason::SpoofedSource);
             }
             match fdb::destination(iface.vni, ip.daddr) {
-                Destination::Local(endpoint) => local::deliver(ctx, &eth, &endpoint, &network),
-                Destination::Remote(endpoint) => encap::to_remote(ctx, &eth, &ip, iface.vni, &endpoint, &network),
+                Destination::Local(endpoint) => local::deliver(ctx, &eth, &endpoint, iface.counter_slot),
+                Destination::Remote(endpoint) => {
+                    encap::to_remote(ctx, &eth, &ip, iface.vni, &endpoint, iface.counter_slot)
+                }
                 Destination::Unknown => Err(Reason::UnknownDestination),
             }
         }

@@ -15,7 +15,7 @@ pub struct Forward {
     pub net_slot: u32,
 }
 
-pub const NO_NETWORK: u32 = u32::MAX;
+pub const NO_NETWORK: u32 = overlay_common::NO_NETWORK_SLOT;
 
 /// `Err` is the drop reason.
 pub type Verdict = Result<Forward, Reason>;

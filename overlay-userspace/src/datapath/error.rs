@@ -26,6 +26,13 @@ pub enum DatapathError {
          older version, remove them with `overlay agent --cleanup`"
     )]
     Load { pin_dir: PathBuf, source: EbpfError },
+    #[error(
+        "map {map} pinned under {pin_dir} has another layout (key {} bytes, value {} bytes, {} entries; this \
+         version needs {}, {}, {}) and cannot be migrated: stop the agent and remove the pins with \
+         `overlay agent --cleanup`, then start it again (it rewrites its tables from the store)",
+        found.key_size, found.value_size, found.max_entries, wanted.key_size, wanted.value_size, wanted.max_entries
+    )]
+    PinnedLayout { map: &'static str, found: super::layout::Layout, wanted: super::layout::Layout, pin_dir: PathBuf },
     #[error("the eBPF object has no map {0}: the object and this binary are out of step")]
     MissingMap(&'static str),
     #[error("the eBPF object has no program {0}: the object and this binary are out of step")]

@@ -15,6 +15,7 @@ mod attach;
 mod bpffs;
 mod counters;
 mod error;
+mod layout;
 mod pin_lock;
 mod pinned;
 mod tables;
@@ -71,6 +72,8 @@ impl Datapath {
             std::fs::create_dir_all(dir).map_err(|source| DatapathError::PinDir { path: dir.clone(), source })?;
         }
         bpffs::check_is_bpffs(&config.pin_dir)?;
+        // Before the load: aya would adopt a pinned map of any layout.
+        let migration = layout::prepare(&maps_dir, &config.pin_dir)?;
 
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&maps_dir)
@@ -92,6 +95,7 @@ impl Datapath {
         let mut datapath = Datapath { ebpf, config };
         datapath
             .set_host_config(HostConfig { vtep_ip: ipv4_key(datapath.config.vtep_ip.octets()), underlay_ifindex })?;
+        datapath.migrate(migration)?;
         Ok(datapath)
     }
 

@@ -5,8 +5,8 @@ use std::net::Ipv4Addr;
 
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues};
 use overlay_common::{
-    Counter, Direction, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NetworkInfo, RemoteEndpoint,
-    capacity, ipv4_key, map_names,
+    Counter, Direction, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NO_NETWORK_SLOT, NetworkInfo,
+    RemoteEndpoint, capacity, ipv4_key, map_names,
 };
 
 use super::{Datapath, DatapathError, attach};
@@ -62,6 +62,14 @@ fn capacity_of(map: &str) -> u32 {
     }
 }
 
+/// `iface` with its network's gateway and counter slot, or marked as having none.
+fn with_network(iface: Interface, network: Option<&NetworkInfo>) -> Interface {
+    match network {
+        Some(n) => Interface { gateway: n.gateway, gateway_mac: n.gateway_mac, counter_slot: n.counter_slot, ..iface },
+        None => Interface { gateway: 0, gateway_mac: [0; 6], counter_slot: NO_NETWORK_SLOT, ..iface },
+    }
+}
+
 /// `remove` that treats an absent key as already removed.
 fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
     match result {
@@ -87,7 +95,8 @@ impl Datapath {
         array.set(0, config, 0).map_err(map_err(name))
     }
 
-    /// Adds (or updates) a network. Its counters start from zero when it is new.
+    /// Adds (or updates) a network. Its counters start from zero when it is new. The
+    /// interfaces of its local containers get a copy of it (see [`Interface`]).
     pub fn add_network(&mut self, spec: NetworkSpec) -> Result<(), DatapathError> {
         let existing = self.networks()?;
         let slot = match existing.iter().find(|(vni, _)| *vni == spec.vni) {
@@ -108,13 +117,44 @@ impl Datapath {
         };
         self.hash_map::<u32, NetworkInfo>(map_names::NETWORKS)?
             .insert(spec.vni, info, 0)
-            .map_err(map_err(map_names::NETWORKS))
+            .map_err(map_err(map_names::NETWORKS))?;
+        self.update_interfaces(spec.vni, Some(&info))
     }
 
-    /// Removes a network. Packets for its VNI are then dropped as unknown.
+    /// Removes a network. Packets for its VNI are then dropped as unknown, also those
+    /// its containers still send.
     pub fn remove_network(&mut self, vni: u32) -> Result<(), DatapathError> {
         let mut map = self.hash_map::<u32, NetworkInfo>(map_names::NETWORKS)?;
-        ignore_missing(map.remove(&vni)).map_err(map_err(map_names::NETWORKS))
+        ignore_missing(map.remove(&vni)).map_err(map_err(map_names::NETWORKS))?;
+        self.update_interfaces(vni, None)
+    }
+
+    /// Writes the interfaces an older agent left (see `layout.rs`) in this layout.
+    pub(super) fn migrate(&mut self, migration: super::layout::Migration) -> Result<(), DatapathError> {
+        let networks = self.networks()?;
+        let name = map_names::INTERFACES;
+        let mut interfaces = self.hash_map::<u32, Interface>(name)?;
+        for (ifindex, old) in migration.interfaces {
+            let network = networks.iter().find(|(vni, _)| *vni == old.vni).map(|(_, info)| info);
+            let iface = Interface { vni: old.vni, ip: old.ip, mac: old.mac, ..Interface::default() };
+            interfaces.insert(ifindex, with_network(iface, network), 0).map_err(map_err(name))?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the network's copy in every interface of `vni` (`network` None: gone).
+    fn update_interfaces(&mut self, vni: u32, network: Option<&NetworkInfo>) -> Result<(), DatapathError> {
+        let name = map_names::INTERFACES;
+        let mut interfaces = self.hash_map::<u32, Interface>(name)?;
+        let of_network: Vec<(u32, Interface)> = interfaces
+            .iter()
+            .filter(|entry| entry.as_ref().map_or(true, |(_, iface)| iface.vni == vni))
+            .collect::<Result<_, _>>()
+            .map_err(map_err(name))?;
+        for (ifindex, iface) in of_network {
+            interfaces.insert(ifindex, with_network(iface, network), 0).map_err(map_err(name))?;
+        }
+        Ok(())
     }
 
     /// The networks present, with their counter slots.
@@ -146,8 +186,10 @@ impl Datapath {
     pub fn add_local_endpoint(&mut self, spec: &LocalEndpointSpec) -> Result<(), DatapathError> {
         let ifindex = attach::ifindex(&spec.host_interface)?;
         let ip = ipv4_key(spec.ip.octets());
+        let network = self.hash_map::<u32, NetworkInfo>(map_names::NETWORKS)?.get(&spec.vni, 0).ok();
+        let iface = Interface { vni: spec.vni, ip, mac: spec.mac, ..Interface::default() };
         self.hash_map::<u32, Interface>(map_names::INTERFACES)?
-            .insert(ifindex, Interface { vni: spec.vni, ip, mac: spec.mac, _pad: [0; 2] }, 0)
+            .insert(ifindex, with_network(iface, network.as_ref()), 0)
             .map_err(map_err(map_names::INTERFACES))?;
         self.hash_map::<EndpointKey, LocalEndpoint>(map_names::LOCAL_ENDPOINTS)?
             .insert(EndpointKey { vni: spec.vni, ip }, LocalEndpoint { ifindex, mac: spec.mac, _pad: [0; 2] }, 0)
