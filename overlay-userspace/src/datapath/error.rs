@@ -49,6 +49,11 @@ pub enum DatapathError {
     Pinned { path: PathBuf, source: MapError },
     #[error("map {map} is full ({capacity} entries); remove entries or raise the capacity")]
     MapFull { map: &'static str, capacity: u32 },
+    #[error(
+        "giving {interface} headroom for the encapsulation (making it a port of bridge {}): {source}",
+        super::headroom::BRIDGE
+    )]
+    Headroom { interface: String, source: crate::netlink::NetlinkError },
     #[error("no free network counter slot: at most {0} networks per host")]
     NoCounterSlot(u32),
 }

@@ -182,7 +182,8 @@ impl Datapath {
     }
 
     /// Attaches the datapath to a container's host-side veth and makes the container
-    /// reachable: from its own veth (as its interface) and as a local endpoint.
+    /// reachable: from its own veth (as its interface) and as a local endpoint. The veth
+    /// becomes a port of the host's headroom bridge (see `headroom.rs`).
     pub fn add_local_endpoint(&mut self, spec: &LocalEndpointSpec) -> Result<(), DatapathError> {
         let ifindex = attach::ifindex(&spec.host_interface)?;
         let ip = ipv4_key(spec.ip.octets());
@@ -194,7 +195,9 @@ impl Datapath {
         self.hash_map::<EndpointKey, LocalEndpoint>(map_names::LOCAL_ENDPOINTS)?
             .insert(EndpointKey { vni: spec.vni, ip }, LocalEndpoint { ifindex, mac: spec.mac, _pad: [0; 2] }, 0)
             .map_err(map_err(map_names::LOCAL_ENDPOINTS))?;
-        self.attach_container_interface(&spec.host_interface)
+        self.attach_container_interface(&spec.host_interface)?;
+        // After the program: a frame the veth passed on before it would be dropped.
+        super::headroom::lend_to(&spec.host_interface)
     }
 
     /// Removes a local container: its address stops resolving at once and its veth's

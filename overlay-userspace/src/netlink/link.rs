@@ -4,8 +4,8 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use futures_util::TryStreamExt;
 use rtnetlink::{
-    LinkMessageBuilder, LinkUnspec, LinkVeth,
-    packet_route::link::{InfoData, InfoVeth, LinkAttribute},
+    LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan,
+    packet_route::link::{InfoBridge, InfoData, InfoVeth, LinkAttribute},
 };
 
 use super::{Netlink, NetlinkError, request_err};
@@ -53,6 +53,35 @@ impl Netlink {
             .execute()
             .await
             .map_err(request_err(format!("creating veth {} <-> {}", spec.name, spec.peer_name)))
+    }
+
+    /// `ip link add NAME type bridge mcast_snooping 0`, left down. Returns the bridge's
+    /// index, also when it existed already.
+    pub async fn ensure_bridge(&self, name: &str) -> Result<u32, NetlinkError> {
+        if let Some(index) = self.link_index(name).await? {
+            return Ok(index);
+        }
+        // Not LinkBridge::new, which brings the bridge up.
+        let message =
+            LinkMessageBuilder::<LinkBridge>::new(name).append_info_data(InfoBridge::MulticastSnooping(false)).build();
+        self.handle.link().add(message).execute().await.map_err(request_err(format!("creating bridge {name}")))?;
+        self.link_index(name).await?.ok_or_else(|| NetlinkError::NoSuchLink(name.to_owned()))
+    }
+
+    /// `ip link add NAME type vxlan id VNI dstport PORT` (left down, so it binds no
+    /// socket), unless a link of that name exists.
+    pub async fn ensure_vxlan(&self, name: &str, vni: u32, port: u16) -> Result<(), NetlinkError> {
+        if self.link_index(name).await?.is_some() {
+            return Ok(());
+        }
+        let message = LinkVxlan::new(name, vni).port(port).build();
+        self.handle.link().add(message).execute().await.map_err(request_err(format!("creating VXLAN device {name}")))
+    }
+
+    /// `ip link set NAME master CONTROLLER` (the controller by its index).
+    pub async fn set_controller(&self, name: &str, controller: u32) -> Result<(), NetlinkError> {
+        let message = LinkUnspec::new_with_name(name).controller(controller).build();
+        self.handle.link().set(message).execute().await.map_err(request_err(format!("enslaving {name}")))
     }
 
     /// `ip link set NAME up`.
