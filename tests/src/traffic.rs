@@ -50,8 +50,22 @@ pub struct Flow {
 
 impl Flow {
     pub fn start(ns: &str, dst: Ipv4Addr, count: u32, interval: &str) -> anyhow::Result<Self> {
-        let (count_s, dst_s) = (count.to_string(), dst.to_string());
-        let args = cmd::in_ns(ns, &["ping", "-n", "-q", "-c", &count_s, "-i", interval, "-W", "1", &dst_s]);
+        Self::spawn(ns, dst, &["-c", &count.to_string(), "-i", interval])
+    }
+
+    /// Pings every `interval` for `duration` (whole seconds), however fast the machine
+    /// sends them: the flow ends when it should, even on a loaded machine.
+    pub fn during(ns: &str, dst: Ipv4Addr, duration: std::time::Duration, interval: &str) -> anyhow::Result<Self> {
+        let seconds = duration.as_secs().max(1).to_string();
+        Self::spawn(ns, dst, &["-w", &seconds, "-i", interval])
+    }
+
+    fn spawn(ns: &str, dst: Ipv4Addr, pacing: &[&str]) -> anyhow::Result<Self> {
+        let dst_s = dst.to_string();
+        let mut ping = vec!["ping", "-n", "-q"];
+        ping.extend_from_slice(pacing);
+        ping.extend_from_slice(&["-W", "1", &dst_s]);
+        let args = cmd::in_ns(ns, &ping);
         let child = std::process::Command::new(args[0])
             .args(&args[1..])
             .stdin(std::process::Stdio::null())

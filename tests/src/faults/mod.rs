@@ -5,5 +5,6 @@
 pub mod audit;
 pub mod fixture;
 pub mod leader_kill;
+pub mod partition;
 
 pub use audit::{Audit, audit};
