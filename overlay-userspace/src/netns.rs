@@ -21,9 +21,12 @@ pub enum NetnsError {
     Panicked(String),
 }
 
+/// Where `ip netns add NAME` puts namespace handles.
+pub const NETNS_DIR: &str = "/run/netns";
+
 /// Where `ip netns add NAME` puts the namespace handle.
 pub fn path(name: &str) -> PathBuf {
-    PathBuf::from("/run/netns").join(name)
+    PathBuf::from(NETNS_DIR).join(name)
 }
 
 /// Runs `f` on a fresh thread that has entered the namespace `name`; the caller's

@@ -100,6 +100,8 @@ impl<S: Store + Transact> ContainerTask<S> {
         let mut updates = watch_prefix(self.store.clone(), record::CONTAINERS.to_owned(), shutdown.clone());
         let mut resync = tokio::time::interval(Duration::from_secs(5));
         let mut retry_tick = tokio::time::interval(RETRY_FIRST);
+        // Whether a listing of the containers came yet.
+        let mut listed = false;
         loop {
             tokio::select! {
                 update = updates.recv() => match update {
@@ -117,11 +119,13 @@ impl<S: Store + Transact> ContainerTask<S> {
                             }
                         }
                         retries.due.retain(|name, _| wanted.contains_key(name));
-                        for (name, record) in wanted {
-                            if !running.contains_key(&name) {
-                                self.start_or_retry(record, &mut running, &mut retries).await;
+                        for (name, record) in &wanted {
+                            if !running.contains_key(name) {
+                                self.start_or_retry(record.clone(), &mut running, &mut retries).await;
                             }
                         }
+                        self.sweep(|name| wanted.contains_key(name)).await;
+                        listed = true;
                     }
                     Some(WatchUpdate::Event(WatchEvent::Put(entry))) => {
                         let Some(record) = parse(&entry.key, &entry.value) else { continue };
@@ -152,7 +156,14 @@ impl<S: Store + Transact> ContainerTask<S> {
                         self.start_or_retry(record, &mut running, &mut retries).await;
                     }
                 }
-                _ = resync.tick() => self.republish(&running).await,
+                _ = resync.tick() => {
+                    self.republish(&running).await;
+                    // Only once the store said what runs here: before, every namespace
+                    // would look left over.
+                    if listed {
+                        self.sweep(|name| running.contains_key(name) || retries.due.contains_key(name)).await;
+                    }
+                }
                 _ = shutdown.wait() => break,
             }
             self.count.store(running.len(), std::sync::atomic::Ordering::Relaxed);
@@ -229,7 +240,10 @@ impl<S: Store + Transact> ContainerTask<S> {
             }
         }
         let resolver = self.start_resolver(&record.name, &netns_name);
-        if !adopting
+        // An adopted container whose command never started (the agent was killed
+        // between making its namespace and starting it) gets it now.
+        let has_processes = adopting && !netns::pids(&netns_path).is_empty();
+        if !has_processes
             && !record.command.is_empty()
             && let Err(e) = self.spawn_command(&record, &netns_name)
         {
@@ -401,40 +415,134 @@ impl<S: Store + Transact> ContainerTask<S> {
     }
 
     async fn remove(&mut self, running: Running) {
-        let netns_name = self.config.netns_name(&running.record.name);
-        let netns_path = netns::path(&netns_name);
+        let name = running.record.name.clone();
+        let netns_path = netns::path(&self.config.netns_name(&name));
         if let Some(resolver) = running.resolver {
             resolver.stop().await;
         }
-        let _ = dns::remove_netns_resolv_conf(&netns_name);
-        for pid in netns::pids(&netns_path) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        kill_all_in(&netns_path);
+        let mut clean = self.undo_networks(&name, &running.joined).await;
+        if let Err(e) = self.store.delete(&record::status_key(&name)).await {
+            tracing::warn!("removing the status of {name}: {e}");
+            clean = false;
         }
-        self.undo(&running.record, &running.joined, &netns_path).await;
-        if let Err(e) = self.store.delete(&record::status_key(&running.record.name)).await {
-            tracing::warn!("removing the status of {}: {e}", running.record.name);
+        if clean {
+            self.delete_namespace(&name);
+            tracing::info!("container {name} removed");
+        } else {
+            tracing::warn!("container {name}: the store did not answer; its namespace stays until the next sweep");
         }
-        tracing::info!("container {} removed", running.record.name);
     }
 
     /// Takes down what `attach_all` made, in reverse, ignoring what is already gone.
+    /// The namespace goes last, and only if the store took every deletion: while it is
+    /// there, [`ContainerTask::sweep`] finds what is left of the container, so an agent
+    /// killed at any point of a removal finishes it when it starts again.
     async fn undo(&mut self, record: &ContainerRecord, joined: &[Joined], netns_path: &Path) {
+        kill_all_in(netns_path);
+        if self.undo_networks(&record.name, joined).await {
+            self.delete_namespace(&record.name);
+        }
+    }
+
+    /// Whether the store took every deletion.
+    async fn undo_networks(&mut self, name: &str, joined: &[Joined]) -> bool {
+        let mut clean = true;
         for j in joined.iter().rev() {
             let spec = local_spec(j.vni, &j.attachment);
             if let Err(e) = self.datapath.lock().await.remove_local_endpoint(&spec) {
-                tracing::warn!("container {}: datapath removal: {e}", record.name);
+                tracing::warn!("container {name}: datapath removal: {e}");
             }
-            let _ = self.store.delete(&endpoint::key(&j.endpoint.network_id, &j.endpoint.id)).await;
-            if let Err(e) = container::detach(&self.host, &j.attachment).await {
-                tracing::warn!("container {}: {e}", record.name);
-            }
+            // The address before the endpoint: the endpoint is how a sweep after a crash
+            // finds what is left, so it goes last.
             if let Err(e) = self.ipam.release(&j.endpoint.network_id, &Release::Endpoint(j.endpoint.id.clone())).await {
-                tracing::warn!("container {}: releasing {}: {e}", record.name, j.endpoint.ip);
+                tracing::warn!("container {name}: releasing {}: {e}", j.endpoint.ip);
+                clean = false;
+            }
+            if let Err(e) = self.store.delete(&endpoint::key(&j.endpoint.network_id, &j.endpoint.id)).await {
+                tracing::warn!("container {name}: withdrawing its endpoint: {e}");
+                clean = false;
+            }
+            if let Err(e) = container::detach(&self.host, &j.attachment).await {
+                tracing::warn!("container {name}: {e}");
             }
         }
-        if let Err(e) = container::delete_namespace(netns_path) {
-            tracing::warn!("container {}: {e}", record.name);
+        clean
+    }
+
+    fn delete_namespace(&self, name: &str) {
+        let netns_name = self.config.netns_name(name);
+        let _ = dns::remove_netns_resolv_conf(&netns_name);
+        if let Err(e) = container::delete_namespace(&netns::path(&netns_name)) {
+            tracing::warn!("container {name}: {e}");
         }
+    }
+
+    /// Finishes removing containers whose namespace is here but that this node no
+    /// longer runs: removed or moved while the agent was down, or half-removed when it
+    /// was killed. Their endpoints and addresses are found in the store (published by
+    /// this node under the container's name). `keep` names the containers to leave.
+    async fn sweep(&mut self, keep: impl Fn(&str) -> bool) {
+        let orphans: Vec<String> = match std::fs::read_dir(netns::NETNS_DIR) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter_map(|n| n.strip_prefix(&self.config.netns_prefix).map(str::to_owned))
+                .filter(|name| !name.is_empty() && !keep(name))
+                .collect(),
+            Err(_) => return,
+        };
+        if orphans.is_empty() {
+            return;
+        }
+        let listing = match self.store.list(endpoint::ENDPOINTS).await {
+            Ok(listing) => listing,
+            Err(error) => {
+                tracing::warn!("cannot sweep leftover containers {orphans:?} yet: {error}");
+                return;
+            }
+        };
+        for name in orphans {
+            let mut joined = Vec::new();
+            for entry in &listing.entries {
+                let Some(e) = EndpointRecord::parse(&entry.key, &entry.value) else { continue };
+                if e.node_id != self.config.node_id || e.container != name {
+                    continue;
+                }
+                let vni = match self.ipam.network(&e.network_id, false).await {
+                    Ok(network) => network.vni,
+                    // Not while it holds an address: the network cannot go before it.
+                    Err(error) => {
+                        tracing::warn!("container {name}: network {} of a leftover endpoint: {error}", e.network_id);
+                        continue;
+                    }
+                };
+                let attachment = Attachment {
+                    interface: String::new(),
+                    host_interface: container::host_interface_name(&e.id),
+                    ip: e.ip,
+                    prefix_len: 0,
+                    mac: e.mac,
+                    mtu: self.config.mtu,
+                    default_gateway: None,
+                };
+                joined.push(Joined { vni, attachment, endpoint: e, network_name: String::new() });
+            }
+            tracing::info!("container {name} is no longer placed here; removing what is left of it");
+            let netns_path = netns::path(&self.config.netns_name(&name));
+            kill_all_in(&netns_path);
+            let mut clean = self.undo_networks(&name, &joined).await;
+            clean &= self.store.delete(&record::status_key(&name)).await.is_ok();
+            if clean {
+                self.delete_namespace(&name);
+            }
+        }
+    }
+}
+
+/// SIGKILL to every process in a container's namespace.
+fn kill_all_in(netns_path: &Path) {
+    for pid in netns::pids(netns_path) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
 }
 

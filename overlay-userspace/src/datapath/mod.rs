@@ -34,7 +34,7 @@ pub use counters::{CounterSnapshot, NetworkCounters, read_pinned_counters};
 pub use error::DatapathError;
 pub use headroom::BRIDGE as HEADROOM_BRIDGE;
 pub use pin_lock::{PinLock, lock_pin_dir};
-pub use pinned::PinnedRemotes;
+pub use pinned::{PinnedRemotes, pinned_endpoints};
 pub use tables::{LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec};
 
 /// The object file built from overlay-ebpf by this crate's build script.

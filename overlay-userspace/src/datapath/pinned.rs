@@ -4,7 +4,7 @@
 use std::{net::Ipv4Addr, path::Path};
 
 use aya::maps::{HashMap, Map, MapData};
-use overlay_common::{EndpointKey, RemoteEndpoint, ipv4_key, map_names};
+use overlay_common::{EndpointKey, LocalEndpoint, RemoteEndpoint, ipv4_key, map_names};
 
 use super::DatapathError;
 
@@ -35,4 +35,25 @@ impl PinnedRemotes {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The (VNI, address) of every entry of a pinned endpoint table: `map` is
+/// [`map_names::LOCAL_ENDPOINTS`] (this host's containers) or
+/// [`map_names::REMOTE_ENDPOINTS`] (those of other hosts). Like `bpftool map dump pinned`.
+pub fn pinned_endpoints(pin_dir: &Path, map: &'static str) -> Result<Vec<(u32, Ipv4Addr)>, DatapathError> {
+    let path = pin_dir.join("maps").join(map);
+    let data = MapData::from_pin(&path).map_err(|source| DatapathError::Pinned { path, source })?;
+    let keys: Vec<EndpointKey> = if map == map_names::LOCAL_ENDPOINTS {
+        let table: HashMap<MapData, EndpointKey, LocalEndpoint> =
+            HashMap::try_from(Map::HashMap(data)).map_err(|source| DatapathError::Map { map, source })?;
+        table.keys().collect::<Result<_, _>>().map_err(|source| DatapathError::Map { map, source })?
+    } else {
+        let table: HashMap<MapData, EndpointKey, RemoteEndpoint> =
+            HashMap::try_from(Map::HashMap(data)).map_err(|source| DatapathError::Map { map, source })?;
+        table.keys().collect::<Result<_, _>>().map_err(|source| DatapathError::Map { map, source })?
+    };
+    let mut entries: Vec<(u32, Ipv4Addr)> =
+        keys.into_iter().map(|k| (k.vni, Ipv4Addr::from(overlay_common::ipv4_octets(k.ip)))).collect();
+    entries.sort();
+    Ok(entries)
 }
