@@ -454,6 +454,25 @@ pub fn run_container(
     Ok((format!("{}{name}", container_netns_prefix(lab, lab.host(node))), ip))
 }
 
+/// Starts `overlay ARGS --store STORE` (the store placed before any `--`) on `host`
+/// without waiting for it; its output is captured.
+pub fn overlay_spawn(host: &Host, store: &str, args: &[&str]) -> anyhow::Result<std::process::Child> {
+    let bin = overlay_binary::path()?;
+    let bin = bin.to_str().context("overlay path is not UTF-8")?.to_owned();
+    let mut all = vec![bin.as_str()];
+    all.extend_from_slice(args);
+    let at = all.iter().position(|a| *a == "--").unwrap_or(all.len());
+    all.splice(at..at, ["--store", store]);
+    let all = cmd::in_ns(&host.ns, &all);
+    Command::new(all[0])
+        .args(&all[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting `{}`", all.join(" ")))
+}
+
 /// `overlay ARGS` on `lab`'s host `host` with `--store STORE` placed before any `--`
 /// (a container's command); its stdout, or an error with its stderr.
 pub fn overlay_ok(lab: &Lab, host: &str, store: &str, args: &[&str]) -> anyhow::Result<String> {
