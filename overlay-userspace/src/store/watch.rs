@@ -52,7 +52,9 @@ pub(super) async fn history_start<S: Store>(
 }
 
 async fn run<S: Store>(store: S, prefix: &str, tx: mpsc::Sender<WatchUpdate>, shutdown: &Shutdown) {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    // At most 2 s between attempts: after a partition heals, a watch that resumes late
+    // leaves the host behind the cluster for as long.
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
     // The last revision delivered; None: list first.
     let mut last_seen: Option<i64> = None;
     loop {
