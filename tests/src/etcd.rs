@@ -13,7 +13,12 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use crate::{cmd, lab::Host, stores};
+use crate::{
+    cmd,
+    lab::Host,
+    pki::{Ca, Usage},
+    stores,
+};
 
 /// The etcd binary (`$OVERLAY_ETCD`, else Debian's path).
 pub fn etcd_bin() -> PathBuf {
@@ -311,56 +316,15 @@ pub struct TestPki {
 
 impl TestPki {
     pub fn create(dir: &Path, server_ip: Ipv4Addr) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let path = |name: &str| dir.join(name);
-        let s = |p: &PathBuf| p.to_str().map(str::to_owned).context("path is not UTF-8");
-        let (ca, ca_key) = (path("ca.pem"), path("ca.key"));
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        let mut args = vec!["openssl", "req", "-x509"];
-        args.extend_from_slice(&ec);
-        let (ca_s, ca_key_s) = (s(&ca)?, s(&ca_key)?);
-        args.extend_from_slice(&["-keyout", &ca_key_s, "-out", &ca_s, "-days", "1", "-subj", "/CN=overlay-test-ca"]);
-        cmd::run(&args)?;
-        let sign = |name: &str, subject: &str, extensions: &str| -> anyhow::Result<(PathBuf, PathBuf)> {
-            let (cert, key, csr, ext) = (
-                path(&format!("{name}.pem")),
-                path(&format!("{name}.key")),
-                path(&format!("{name}.csr")),
-                path(&format!("{name}.ext")),
-            );
-            std::fs::write(&ext, extensions)?;
-            let (cert_s, key_s, csr_s, ext_s) = (s(&cert)?, s(&key)?, s(&csr)?, s(&ext)?);
-            let mut args = vec!["openssl", "req"];
-            args.extend_from_slice(&ec);
-            args.extend_from_slice(&["-keyout", &key_s, "-out", &csr_s, "-subj", subject]);
-            cmd::run(&args)?;
-            cmd::run(&[
-                "openssl",
-                "x509",
-                "-req",
-                "-in",
-                &csr_s,
-                "-CA",
-                &ca_s,
-                "-CAkey",
-                &ca_key_s,
-                "-CAcreateserial",
-                "-out",
-                &cert_s,
-                "-days",
-                "1",
-                "-extfile",
-                &ext_s,
-            ])?;
-            Ok((cert, key))
-        };
-        let (server_cert, server_key) = sign(
-            "server",
-            "/CN=store",
-            &format!("subjectAltName=IP:{server_ip}\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n"),
-        )?;
-        let (client_cert, client_key) =
-            sign("client", "/CN=root", "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n")?;
-        Ok(TestPki { ca, server_cert, server_key, client_cert, client_key })
+        let ca = Ca::create(dir)?;
+        let server = ca.sign("server", "store", &[server_ip], Usage::Server)?;
+        let client = ca.sign("client", "root", &[], Usage::Client)?;
+        Ok(TestPki {
+            ca: ca.cert.clone(),
+            server_cert: server.cert,
+            server_key: server.key,
+            client_cert: client.cert,
+            client_key: client.key,
+        })
     }
 }

@@ -21,6 +21,7 @@ pub mod kernel_vxlan;
 pub mod lab;
 pub mod overlay_binary;
 pub mod packets;
+pub mod pki;
 pub mod stores;
 pub mod traffic;
 pub mod zookeeper;
