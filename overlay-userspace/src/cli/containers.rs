@@ -145,19 +145,10 @@ pub fn ps(args: PsArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     let store = args.store.connect(&rt)?;
     rt.block_on(async {
-        let records = store.list(record::CONTAINERS).await?;
-        let statuses: BTreeMap<String, ContainerStatus> = store
-            .list(record::STATUS)
-            .await?
-            .entries
-            .iter()
-            .filter_map(|e| serde_json::from_slice::<ContainerStatus>(&e.value).ok())
-            .map(|s| (s.name.clone(), s))
-            .collect();
+        let containers = record::list_with_status(&store).await?;
         println!("{:<32}{:<20}{:<16}STATE", "NAME", "NETWORK", "ADDRESS");
-        for entry in records.entries {
-            let Ok(r) = serde_json::from_slice::<ContainerRecord>(&entry.value) else { continue };
-            match statuses.get(&r.name) {
+        for (r, status) in containers {
+            match status {
                 Some(s) => {
                     let state = match s.state {
                         State::Running => "running".to_owned(),
@@ -192,14 +183,8 @@ pub fn rm(args: RmArgs) -> anyhow::Result<()> {
     let store = args.store.connect(&rt)?;
     rt.block_on(async {
         for name in &args.names {
-            if !store.delete(&record::key(name)).await? {
+            if !record::remove(&store, name).await? {
                 bail!("no container named {name:?}; `overlay ps` lists them");
-            }
-            // A container the scheduler could not place has a status no agent will remove.
-            if let Some(entry) = store.get(&record::status_key(name)).await?
-                && entry.lease.is_none()
-            {
-                store.delete_if(&entry.key, entry.mod_revision).await?;
             }
             println!("{name}");
         }

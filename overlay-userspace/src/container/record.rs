@@ -11,6 +11,8 @@ use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::{Store, StoreError};
+
 pub const CONTAINERS: &str = "v1/containers/";
 pub const STATUS: &str = "v1/container-status/";
 
@@ -94,6 +96,47 @@ pub struct ContainerStatus {
     pub networks: Vec<AttachedNetwork>,
     /// The network namespace, under /run/netns on the node.
     pub netns: String,
+}
+
+/// Every container record with the status its agent reported (none yet: not placed,
+/// starting, or its node is down). Malformed values are skipped.
+pub async fn list_with_status<S: Store>(
+    store: &S,
+) -> Result<Vec<(ContainerRecord, Option<ContainerStatus>)>, StoreError> {
+    let mut statuses: BTreeMap<String, ContainerStatus> = store
+        .list(STATUS)
+        .await?
+        .entries
+        .iter()
+        .filter_map(|e| serde_json::from_slice::<ContainerStatus>(&e.value).ok())
+        .map(|s| (s.name.clone(), s))
+        .collect();
+    Ok(store
+        .list(CONTAINERS)
+        .await?
+        .entries
+        .iter()
+        .filter_map(|e| serde_json::from_slice::<ContainerRecord>(&e.value).ok())
+        .map(|r| {
+            let status = statuses.remove(&r.name);
+            (r, status)
+        })
+        .collect())
+}
+
+/// `overlay rm NAME`: the record goes (its agent stops the container and releases its
+/// addresses), and with it a status no agent will remove (a placement failure).
+/// `false` if there was no such container.
+pub async fn remove<S: Store>(store: &S, name: &str) -> Result<bool, StoreError> {
+    if !store.delete(&key(name)).await? {
+        return Ok(false);
+    }
+    if let Some(entry) = store.get(&status_key(name)).await?
+        && entry.lease.is_none()
+    {
+        store.delete_if(&entry.key, entry.mod_revision).await?;
+    }
+    Ok(true)
 }
 
 /// A container name: what Docker accepts, and short enough for a namespace name.
