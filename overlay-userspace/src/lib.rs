@@ -8,6 +8,7 @@ pub mod datapath;
 pub mod dns;
 pub mod docker;
 pub mod endpoint;
+pub mod engine;
 pub mod labels;
 pub mod metrics;
 pub mod netlink;

@@ -240,9 +240,9 @@ pub fn spawn_agent(scratch: &Scratch, host: &Host, args: &[String]) -> anyhow::R
     Daemon::spawn(host, &host.name, &args, &scratch.path(&format!("{}.log", host.name)))
 }
 
-/// Starts a manager on `host`, checking health every 300 ms.
-pub fn start_manager(scratch: &Scratch, store: &str, host: &Host) -> anyhow::Result<Daemon> {
-    let ip = host.ip.to_string();
+/// The arguments of a manager on `host` with the tests' short timing, checking health
+/// every 300 ms.
+pub fn manager_args(store: &str, host: &Host) -> Vec<String> {
     let ttl = format!("{TTL_SECS}s");
     let args = [
         "manage",
@@ -251,7 +251,7 @@ pub fn start_manager(scratch: &Scratch, store: &str, host: &Host) -> anyhow::Res
         "--name",
         &host.name,
         "--advertise",
-        &ip,
+        &host.ip.to_string(),
         "--heartbeat",
         HEARTBEAT,
         "--ttl",
@@ -259,6 +259,13 @@ pub fn start_manager(scratch: &Scratch, store: &str, host: &Host) -> anyhow::Res
         "--check-interval",
         "300ms",
     ];
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// Starts a manager on `host` ([`manager_args`]).
+pub fn start_manager(scratch: &Scratch, store: &str, host: &Host) -> anyhow::Result<Daemon> {
+    let args = manager_args(store, host);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Daemon::spawn(host, &host.name, &args, &scratch.path(&format!("{}.log", host.name)))
 }
 

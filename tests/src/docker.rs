@@ -54,7 +54,7 @@ pub const PLUGIN: &str = docker::DEFAULT_NAME;
 pub const MTU: u32 = 1450;
 
 /// Debian's docker CLI (Docker 20.10, like the daemon), else whatever `docker` is.
-fn docker_cli() -> &'static str {
+pub fn docker_cli() -> &'static str {
     if Path::new("/usr/bin/docker").exists() { "/usr/bin/docker" } else { "docker" }
 }
 
@@ -437,6 +437,7 @@ async fn register(store: &AnyStore, host: &Host, id: &str) -> anyhow::Result<Lea
         heartbeat_ms: 1000,
         ttl_secs: 10,
         started_at: 0,
+        engine: None,
     };
     store.put(&cluster_keys::node(id), serde_json::to_vec(&record)?, Some(lease)).await?;
     Ok(lease)

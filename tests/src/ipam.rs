@@ -226,6 +226,7 @@ pub async fn register_node(
         heartbeat_ms: 1000,
         ttl_secs: ttl.as_secs(),
         started_at: 0,
+        engine: None,
     };
     store.put(&overlay::cluster::keys::node(&id), serde_json::to_vec(&record)?, Some(lease)).await?;
     Ok((id, lease))

@@ -14,6 +14,7 @@ pub mod datapath;
 pub mod dns;
 pub mod dns_load;
 pub mod docker;
+pub mod engine;
 pub mod etcd;
 pub mod faults;
 pub mod ipam;

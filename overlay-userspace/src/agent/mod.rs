@@ -45,6 +45,8 @@ pub struct AgentConfig {
     pub docker: Option<crate::docker::PluginConfig>,
     /// Where the plugin serves cluster names to dockerd's resolver (loopback).
     pub docker_dns: Option<std::net::SocketAddr>,
+    /// dockerd served to the managers over mutual TLS (with the plugin); `None`: off.
+    pub engine: Option<crate::engine::endpoint::EndpointConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,8 @@ pub enum AgentError {
     Metrics(#[from] crate::metrics::MetricsError),
     #[error(transparent)]
     Docker(#[from] crate::docker::DockerError),
+    #[error("the Docker engine endpoint: {0}")]
+    Engine(#[from] crate::engine::EngineError),
     #[error(transparent)]
     Netlink(#[from] crate::netlink::NetlinkError),
     #[error("the overlay's underlay is IPv4: --advertise {0} is not an IPv4 address")]
@@ -92,6 +96,15 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     // Held until the agent exits: one agent per state directory (and identity).
     let _state_lock = crate::cluster::lock_state_dir(&config.state_dir)?;
     let identity = Identity::load_or_create(&config.state_dir, config.reset_identity)?;
+    // The engine endpoint listens before the node record names it.
+    let engine = match &config.engine {
+        Some(endpoint) => {
+            let driver = config.docker.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+            let bound = crate::engine::endpoint::bind(endpoint).await?;
+            Some((bound, crate::cluster::EngineEndpoint { address: endpoint.listen, network_driver: driver }))
+        }
+        None => None,
+    };
     let record = NodeRecord {
         id: identity.id.clone(),
         name,
@@ -107,6 +120,7 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
         heartbeat_ms: u64::try_from(config.timing.heartbeat.as_millis()).unwrap_or(u64::MAX),
         ttl_secs: config.timing.ttl.as_secs(),
         started_at: crate::cluster::unix_now(),
+        engine: engine.as_ref().map(|(_, registered)| registered.clone()),
     };
 
     // Joining may meet a store that went away after the first probe: retry those
@@ -201,6 +215,13 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
         let shutdown = tasks_shutdown.clone();
         tasks.spawn(async move {
             ("docker", crate::docker::serve(plugin, backend, dns, shutdown).await.map_err(AgentError::from))
+        });
+    }
+    if let Some((bound, _)) = engine {
+        let shutdown = tasks_shutdown.clone();
+        tasks.spawn(async move {
+            bound.serve(shutdown).await;
+            ("engine", Ok(()))
         });
     }
     let convergence = std::sync::Arc::new(std::sync::Mutex::new(crate::metrics::ConvergenceStats::default()));

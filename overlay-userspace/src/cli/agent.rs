@@ -67,6 +67,19 @@ pub struct AgentArgs {
     /// The plugin's local state.
     #[arg(long, default_value = overlay::docker::DEFAULT_STATE_DIR)]
     pub docker_state_dir: PathBuf,
+    /// The cluster CA (PEM): with --docker-tls-cert and --docker-tls-key, dockerd is served
+    /// to the managers over mutual TLS on the advertised address (docs/docker.md).
+    #[arg(long, requires_all = ["docker_tls_cert", "docker_tls_key"])]
+    pub docker_tls_ca: Option<PathBuf>,
+    /// This node's certificate (PEM), signed by the cluster CA, naming --advertise (subjectAltName=IP:...).
+    #[arg(long, requires_all = ["docker_tls_ca", "docker_tls_key"])]
+    pub docker_tls_cert: Option<PathBuf>,
+    /// The key of --docker-tls-cert (PEM).
+    #[arg(long, requires_all = ["docker_tls_ca", "docker_tls_cert"])]
+    pub docker_tls_key: Option<PathBuf>,
+    /// The port of that endpoint, on the advertised address.
+    #[arg(long, default_value_t = overlay::engine::DEFAULT_ENGINE_PORT)]
+    pub docker_engine_port: u16,
     /// Remove what the agent made on this host (container namespaces, pinned datapath)
     /// and exit, instead of running.
     #[arg(long)]
@@ -118,11 +131,25 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             Some(addr)
         }
     };
+    let advertise = node::parse_advertise(&args.advertise)?;
+    let engine = match (&args.docker_tls_ca, &args.docker_tls_cert, &args.docker_tls_key) {
+        (Some(ca), Some(cert), Some(key)) => {
+            anyhow::ensure!(args.docker, "--docker-tls-* serve dockerd to the managers: they need --docker");
+            anyhow::ensure!(args.docker_engine_port != 0, "--docker-engine-port 0 is not a port a manager can be told");
+            let files = overlay::engine::CertFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() };
+            Some(overlay::engine::endpoint::EndpointConfig {
+                listen: std::net::SocketAddr::new(advertise, args.docker_engine_port),
+                docker_socket: args.docker_socket.clone(),
+                credentials: files.load()?,
+            })
+        }
+        _ => None,
+    };
     // Everything is validated before the first write (identity file, store).
     let config = AgentConfig {
         store: args.store.config()?,
         store_timeout: store_timeout_arg(args.store_timeout, None),
-        advertise: node::parse_advertise(&args.advertise)?,
+        advertise,
         name: args.name.map(|n| node::validate_name(&n).map(|()| n)).transpose()?,
         labels: node::parse_labels(&args.labels)?,
         state_dir: args.state_dir,
@@ -137,6 +164,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         upstream_resolv_conf: args.upstream_resolv_conf,
         docker,
         docker_dns,
+        engine,
     };
     // glibc gives each thread its own malloc arena; a daemon with a handful of threads
     // and bursty allocations keeps far more resident than it uses. Two arenas suffice.

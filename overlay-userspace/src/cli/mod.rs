@@ -29,7 +29,7 @@ pub enum Command {
     /// Print this host's datapath counters (per reason and direction, per network).
     Stats(stats::StatsArgs),
     /// Run the host daemon: join the cluster in the store and stay until stopped.
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// Run a manager: keeps node health; several may run, one leads.
     Manage(manage::ManageArgs),
     /// Print the advertised address of each live node, one per line.
@@ -59,7 +59,7 @@ pub fn init_logging(level: Option<&str>) {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Stats(args) => stats::run(args),
-        Command::Agent(args) => agent::run(args),
+        Command::Agent(args) => agent::run(*args),
         Command::Manage(args) => manage::run(args),
         Command::List(args) => list::run(args),
         Command::Info(args) => info::run(args),

@@ -22,7 +22,7 @@ pub use health::{Health, HealthRecord};
 pub use identity::{DEFAULT_STATE_DIR, Identity, StateLock, lock_state_dir};
 pub use manager::{ManagerConfig, ManagerRecord};
 pub use membership::Membership;
-pub use node::{HostFacts, NodeRecord};
+pub use node::{EngineEndpoint, HostFacts, NodeRecord};
 pub use view::{ClusterView, NodeView};
 
 /// How often a lease is refreshed and how long it lives without refresh.

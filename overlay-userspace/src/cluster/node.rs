@@ -1,7 +1,10 @@
 //! What a node says about itself in the store, and the checks on what the operator
 //! gives (`--advertise`, `--name`, `--label`).
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +36,19 @@ pub struct NodeRecord {
     pub ttl_secs: u64,
     /// Unix time (seconds) at which this agent process registered.
     pub started_at: u64,
+    /// The node's Docker engine, when its agent serves one to the managers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineEndpoint>,
+}
+
+/// How a manager reaches a node's dockerd: the agent serves it over mutual TLS on its
+/// advertised address (`overlay agent --docker --docker-tls-*`; docs/docker.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineEndpoint {
+    pub address: SocketAddr,
+    /// The Docker network driver of the node's plugin: what cluster networks are in its
+    /// dockerd.
+    pub network_driver: String,
 }
 
 impl NodeRecord {
@@ -231,6 +247,10 @@ mod tests {
             heartbeat_ms: 1000,
             ttl_secs: 3,
             started_at: 1,
+            engine: Some(EngineEndpoint {
+                address: "192.168.1.141:2376".parse().unwrap(),
+                network_driver: "ebpf-overlay".into(),
+            }),
         };
         let json = serde_json::to_vec(&record).unwrap();
         assert_eq!(serde_json::from_slice::<NodeRecord>(&json).unwrap(), record);

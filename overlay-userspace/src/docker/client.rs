@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::net::UnixStream;
 
 use super::DockerError;
+use crate::engine::query::encode;
 
 /// The Engine API version asked for: Docker 20.10's, which later releases still serve.
 const API_VERSION: &str = "v1.41";
@@ -74,6 +75,23 @@ pub struct NetworkCreate<'a> {
     pub subnet: String,
     pub gateway: String,
     pub internal: bool,
+}
+
+impl NetworkCreate<'_> {
+    /// The body of `POST /networks/create`: the plugin is the driver and the IPAM driver,
+    /// so the network binds to the cluster network of that subnet.
+    pub fn body(&self) -> Value {
+        json!({
+            "Name": self.name,
+            "CheckDuplicate": true,
+            "Driver": self.driver,
+            "Internal": self.internal,
+            "IPAM": {
+                "Driver": self.driver,
+                "Config": [{ "Subnet": self.subnet, "Gateway": self.gateway }],
+            },
+        })
+    }
 }
 
 impl DockerClient {
@@ -154,17 +172,7 @@ impl DockerClient {
 
     /// `docker network create -d DRIVER --ipam-driver DRIVER --subnet S --gateway G NAME`.
     pub async fn create_network(&self, create: &NetworkCreate<'_>) -> Result<(), DockerError> {
-        let body = json!({
-            "Name": create.name,
-            "CheckDuplicate": true,
-            "Driver": create.driver,
-            "Internal": create.internal,
-            "IPAM": {
-                "Driver": create.driver,
-                "Config": [{ "Subnet": create.subnet, "Gateway": create.gateway }],
-            },
-        });
-        let (status, body) = self.call(Method::POST, "/networks/create", Some(body)).await?;
+        let (status, body) = self.call(Method::POST, "/networks/create", Some(create.body())).await?;
         if status.is_success() {
             Ok(())
         } else {
@@ -202,27 +210,5 @@ impl DockerClient {
             let name = c.names.first()?.trim_start_matches('/').to_owned();
             Some(ContainerNames { name, aliases: endpoint.aliases.unwrap_or_default() })
         }))
-    }
-}
-
-/// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_values_are_percent_encoded() {
-        assert_eq!(encode(r#"{"driver":["overlay"]}"#), "%7B%22driver%22%3A%5B%22overlay%22%5D%7D");
-        assert_eq!(encode("a-b_c.d~"), "a-b_c.d~");
     }
 }
