@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 use tokio::net::UnixStream;
 
 use super::DockerError;
-use crate::engine::query::encode;
 
 /// The Engine API version asked for: Docker 20.10's, which later releases still serve.
 const API_VERSION: &str = "v1.41";
@@ -210,5 +209,27 @@ impl DockerClient {
             let name = c.names.first()?.trim_start_matches('/').to_owned();
             Some(ContainerNames { name, aliases: endpoint.aliases.unwrap_or_default() })
         }))
+    }
+}
+
+/// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode(r#"{"driver":["overlay"]}"#), "%7B%22driver%22%3A%5B%22overlay%22%5D%7D");
+        assert_eq!(encode("a-b_c.d~"), "a-b_c.d~");
     }
 }

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+pub use crate::docker::client::encode;
+
 /// A request's query parameters, decoded, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Query {
@@ -85,17 +87,6 @@ pub fn decode(value: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-pub fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,7 +105,5 @@ mod tests {
         assert!(Query::parse(Some("filters=%7Bnope")).filters().is_err());
         assert_eq!(decode("100%"), "100%");
         assert_eq!(decode("%zz%41"), "%zzA");
-        assert_eq!(encode(r#"{"driver":["overlay"]}"#), "%7B%22driver%22%3A%5B%22overlay%22%5D%7D");
-        assert_eq!(encode("a-b_c.d~"), "a-b_c.d~");
     }
 }
