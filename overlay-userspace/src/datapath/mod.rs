@@ -26,7 +26,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{SchedClassifier, links::PinnedLink},
+};
 use overlay_common::{HostConfig, ipv4_key, map_names, program_names};
 
 pub use bpffs::{DEFAULT_BPFFS, ensure_bpffs};
@@ -119,10 +122,44 @@ impl Datapath {
 }
 
 /// Removes a datapath's pins without loading it (cleanup after a crash or for uninstall).
+/// Returns once the kernel has released the pinned links, so that their programs are
+/// detached by then (it frees an unpinned link from a work queue, which a busy machine
+/// may run a while later).
 pub fn remove_pins(pin_dir: &Path) -> Result<(), DatapathError> {
+    let links = pinned_link_ids(pin_dir);
     match std::fs::remove_dir_all(pin_dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(DatapathError::PinDir { path: pin_dir.to_owned(), source }),
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(DatapathError::PinDir { path: pin_dir.to_owned(), source }),
+    }
+    wait_released(&links);
+    Ok(())
+}
+
+/// The IDs of the links pinned under `PIN_DIR/links` (`bpftool link show pinned PATH`).
+fn pinned_link_ids(pin_dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir(pin_dir.join("links")) else { return Vec::new() };
+    entries
+        .filter_map(|entry| {
+            let link = aya::programs::links::FdLink::from(PinnedLink::from_pin(entry.ok()?.path()).ok()?);
+            link.info().ok().map(|info| info.id())
+        })
+        .collect()
+}
+
+/// How long [`remove_pins`] waits for the kernel to release the links it unpinned.
+const LINK_RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits until none of the links `ids` exists any more (`bpftool link list`), or for
+/// [`LINK_RELEASE_TIMEOUT`]: a link held by another process stays, and is that
+/// process's to release.
+fn wait_released(ids: &[u32]) {
+    let deadline = std::time::Instant::now() + LINK_RELEASE_TIMEOUT;
+    while !ids.is_empty() && std::time::Instant::now() < deadline {
+        let alive = aya::programs::loaded_links().filter_map(Result::ok).any(|link| ids.contains(&link.id()));
+        if !alive {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
