@@ -3,10 +3,19 @@
 //!
 //! `v1/endpoints/NETWORK-ID/ENDPOINT-ID` → [`EndpointRecord`] (JSON), attached to the
 //! lease of the node that runs the container, so a dead node's endpoints vanish.
+//!
+//! Both the agent (its own containers) and the Docker plugin (Docker's) publish them,
+//! through [`publish`], [`withdraw`] and [`keep_on_lease`].
 
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
+
+use crate::{
+    datapath::LocalEndpointSpec,
+    network::ipam::Ipam,
+    store::{LeaseId, Store, StoreError, Transact},
+};
 
 /// Directory of all endpoints.
 pub const ENDPOINTS: &str = "v1/endpoints/";
@@ -32,7 +41,21 @@ pub struct EndpointRecord {
     pub mac: [u8; 6],
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("encoding the record of endpoint {id}: {source}")]
+    Encode { id: String, source: serde_json::Error },
+    #[error("publishing endpoint {id}: {source}")]
+    Store { id: String, source: StoreError },
+}
+
 impl EndpointRecord {
+    /// This host's datapath entry for the endpoint, whose veth's host side is
+    /// `host_interface`, on the network with VNI `vni`.
+    pub fn local_spec(&self, vni: u32, host_interface: &str) -> LocalEndpointSpec {
+        LocalEndpointSpec { vni, ip: self.ip, mac: self.mac, host_interface: host_interface.to_owned() }
+    }
+
     /// Parses a stored value; `None` (after a warning) for a malformed one, which is
     /// skipped rather than trusted.
     pub fn parse(key: &str, value: &[u8]) -> Option<EndpointRecord> {
@@ -48,4 +71,47 @@ impl EndpointRecord {
             }
         }
     }
+}
+
+/// Writes `record` under `lease` (the node's): from then on every host's datapath and
+/// DNS have it, until it is withdrawn or the lease ends.
+pub async fn publish<S: Store>(store: &S, record: &EndpointRecord, lease: LeaseId) -> Result<(), EndpointError> {
+    let value = serde_json::to_vec(record).map_err(|source| EndpointError::Encode { id: record.id.clone(), source })?;
+    store
+        .put(&key(&record.network_id, &record.id), value, Some(lease))
+        .await
+        .map_err(|source| EndpointError::Store { id: record.id.clone(), source })
+}
+
+/// Deletes `record` from the store: every host drops the endpoint.
+pub async fn withdraw<S: Store>(store: &S, record: &EndpointRecord) -> Result<(), StoreError> {
+    store.delete(&key(&record.network_id, &record.id)).await.map(|_| ())
+}
+
+/// Keeps an endpoint of this node on `lease`, the node's current one: if its record is
+/// not on it (the store lost the node's previous lease, or the agent registered again),
+/// publishes it again and takes its address again under `lease` (`allocation`: the
+/// IPAM endpoint that holds the address, if the cluster IPAM gave it). Returns whether
+/// it had to; an error only when the store cannot be read, which the caller retries.
+pub async fn keep_on_lease<S: Transact>(
+    store: &S,
+    ipam: &Ipam<S>,
+    record: &EndpointRecord,
+    allocation: Option<&str>,
+    lease: LeaseId,
+) -> Result<bool, StoreError> {
+    if let Some(entry) = store.get(&key(&record.network_id, &record.id)).await?
+        && entry.lease == Some(lease)
+    {
+        return Ok(false);
+    }
+    if let Err(error) = publish(store, record, lease).await {
+        tracing::warn!("re-publishing the endpoint of {}: {error}", record.container);
+    }
+    if let Some(allocation) = allocation
+        && let Err(error) = ipam.allocate(&record.network_id, allocation, &record.node_id, lease, Some(record.ip)).await
+    {
+        tracing::error!("the endpoint of {} keeps {} but the cluster IPAM says: {error}", record.container, record.ip);
+    }
+    Ok(true)
 }

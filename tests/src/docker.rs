@@ -410,6 +410,28 @@ impl Drop for Plugin {
     }
 }
 
+/// Polls `check` every 200 ms until it returns `Some`, for at most `limit`; the error
+/// names `what` and the last error `check` returned.
+pub fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + limit;
+    let mut last = None;
+    loop {
+        match check() {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(error) => last = Some(error),
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not within {limit:?} (last error: {last:?})");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Runs `f` as a task on `runtime` (so on its threads, in its namespace) and waits.
 fn block_on<T: Send + 'static>(
     runtime: &tokio::runtime::Runtime,

@@ -11,10 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use overlay::{
     container::{self, Attachment},
-    datapath::LocalEndpointSpec,
     dns,
     endpoint::{self, EndpointRecord},
     netlink::Netlink,
@@ -28,27 +27,10 @@ use overlay_tests::{
     Lab,
     cluster::Scratch,
     cmd,
-    docker::{self, Dockerd, Node, Plugin, raw_post},
+    docker::{self, Dockerd, Node, Plugin, raw_post, wait_for},
     etcd::Etcd,
     traffic,
 };
-
-/// Polls `check` every 200 ms until it returns `Some`, for at most `limit`.
-fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> anyhow::Result<Option<T>>) -> anyhow::Result<T> {
-    let deadline = Instant::now() + limit;
-    let mut last = None;
-    loop {
-        match check() {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
-            Err(error) => last = Some(error),
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not within {limit:?} (last error: {last:?})");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// The endpoint records of the cluster network `network`.
 fn endpoints(node: &Node, network: &str) -> anyhow::Result<Vec<EndpointRecord>> {
@@ -101,12 +83,6 @@ fn native_container(
             default_gateway: Some(record.gateway),
         };
         container::attach(&Netlink::connect()?, &path, &attachment).await?;
-        datapath.lock().await.add_local_endpoint(&LocalEndpointSpec {
-            vni: record.vni,
-            ip,
-            mac: attachment.mac,
-            host_interface: attachment.host_interface.clone(),
-        })?;
         let published = EndpointRecord {
             id: endpoint_id.clone(),
             network_id: record.id.clone(),
@@ -116,7 +92,8 @@ fn native_container(
             ip,
             mac: attachment.mac,
         };
-        store.put(&endpoint::key(&record.id, &endpoint_id), serde_json::to_vec(&published)?, Some(lease)).await?;
+        datapath.lock().await.add_local_endpoint(&published.local_spec(record.vni, &attachment.host_interface))?;
+        endpoint::publish(&store, &published, lease).await?;
         let resolver = dns::serve_container(&ns2, &published.container, names, Arc::new(dns::Upstreams::none()))?;
         dns::write_netns_resolv_conf(&ns2, &dns::container_resolv_conf(&[]))?;
         anyhow::Ok((ip, resolver))

@@ -14,18 +14,21 @@ use tokio::sync::{Mutex, watch};
 
 use crate::{
     container::{
-        self, Attachment,
+        self, Attachment, ContainerError,
         record::{self, AttachedNetwork, ContainerRecord, ContainerStatus, State},
     },
-    datapath::{Datapath, LocalEndpointSpec},
+    datapath::{Datapath, DatapathError},
     dns,
-    endpoint::{self, EndpointRecord},
+    endpoint::{self, EndpointError, EndpointRecord},
     metrics::ContainerCount,
-    netlink::Netlink,
+    netlink::{Netlink, NetlinkError},
     netns,
-    network::ipam::{Ipam, Release},
+    network::{
+        NetworkError,
+        ipam::{Ipam, IpamError, Release},
+    },
     shutdown::Shutdown,
-    store::{LeaseId, Store, Transact, WatchEvent, WatchUpdate, watch_prefix},
+    store::{Backoff, LeaseId, Store, Transact, WatchEvent, WatchUpdate, watch_prefix},
 };
 
 /// Where and how this node runs containers.
@@ -220,8 +223,8 @@ impl<S: Store + Transact> ContainerTask<S> {
         };
         match result {
             Ok(()) => {}
-            Err(StartError::Transient(message)) => {
-                tracing::warn!("container {}: {message}; trying again", record.name);
+            Err(error) if error.is_transient() => {
+                tracing::warn!("container {}: {error}; trying again", record.name);
                 // An adopted container keeps running as it is; the next attempt redoes
                 // what this one did (every step is idempotent). A new one goes entirely.
                 if !adopting {
@@ -229,11 +232,11 @@ impl<S: Store + Transact> ContainerTask<S> {
                 }
                 return Started::Retry;
             }
-            Err(StartError::Failed(message)) => {
-                tracing::error!("container {}: {message}", record.name);
+            Err(error) => {
+                tracing::error!("container {}: {error}", record.name);
                 self.undo(&record, &joined, &netns_path).await;
                 status.state = State::Failed;
-                status.message = Some(message);
+                status.message = Some(error.to_string());
                 status.networks.clear();
                 self.write_status(&status).await;
                 return Started::Failed;
@@ -285,24 +288,23 @@ impl<S: Store + Transact> ContainerTask<S> {
         joined: &mut Vec<Joined>,
     ) -> Result<(), StartError> {
         if !adopting {
-            container::create_namespace(netns_path).await.map_err(failed)?;
+            container::create_namespace(netns_path).await?;
         }
-        let inside = if adopting { Some(Netlink::connect_in(netns_path).map_err(failed)?) } else { None };
+        let inside = if adopting { Some(Netlink::connect_in(netns_path)?) } else { None };
         for (index, request) in record.networks.iter().enumerate() {
             let network = self.ipam.network(&request.network, true).await?;
             let endpoint_id = endpoint_id(&record.id, &network.id);
             let interface = format!("eth{index}");
             let host_interface = container::host_interface_name(&endpoint_id);
-            // An adopted container keeps the address it has.
+            // An adopted container keeps the address it has (its MAC carries it).
             let mut requested = request.ip;
             let mut already_attached = false;
             if let Some(inside) = &inside
-                && inside.link_index(&interface).await.map_err(failed)?.is_some()
-                && self.host.link_index(&host_interface).await.map_err(failed)?.is_some()
+                && inside.link_index(&interface).await?.is_some()
+                && self.host.link_index(&host_interface).await?.is_some()
             {
                 already_attached = true;
-                let mac = inside.link_mac(&interface).await.map_err(failed)?;
-                requested = Some(std::net::Ipv4Addr::new(mac[2], mac[3], mac[4], mac[5]));
+                requested = container::ip_of_mac(inside.link_mac(&interface).await?).or(requested);
             }
             let ip =
                 self.ipam.allocate(&network.id, &endpoint_id, &self.config.node_id, self.lease(), requested).await?;
@@ -332,24 +334,22 @@ impl<S: Store + Transact> ContainerTask<S> {
                 network_name: network.name.clone(),
             });
             if !already_attached {
-                container::attach(&self.host, netns_path, &attachment).await.map_err(failed)?;
+                container::attach(&self.host, netns_path, &attachment).await?;
             }
-            let spec = local_spec(network.vni, &attachment);
+            let spec = endpoint.local_spec(network.vni, &attachment.host_interface);
             {
                 // The network goes in first, so the container's first packet finds it; the
                 // datapath task removes it when no local container is left on it.
                 let mut datapath = self.datapath.lock().await;
                 let gateway_mac = container::mac_for(network.gateway);
-                datapath
-                    .add_network(crate::datapath::NetworkSpec {
-                        vni: network.vni,
-                        gateway: network.gateway,
-                        gateway_mac,
-                    })
-                    .map_err(failed)?;
-                datapath.add_local_endpoint(&spec).map_err(failed)?;
+                datapath.add_network(crate::datapath::NetworkSpec {
+                    vni: network.vni,
+                    gateway: network.gateway,
+                    gateway_mac,
+                })?;
+                datapath.add_local_endpoint(&spec)?;
             }
-            self.publish(&endpoint).await?;
+            endpoint::publish(&self.store, &endpoint, self.lease()).await?;
         }
         Ok(())
     }
@@ -374,40 +374,31 @@ impl<S: Store + Transact> ContainerTask<S> {
         Ok(())
     }
 
-    async fn publish(&self, endpoint: &EndpointRecord) -> Result<(), crate::store::StoreError> {
-        let value = serde_json::to_vec(endpoint).unwrap_or_default();
-        self.store.put(&endpoint::key(&endpoint.network_id, &endpoint.id), value, Some(self.lease())).await
-    }
-
     async fn write_status(&self, status: &ContainerStatus) {
-        let value = serde_json::to_vec(status).unwrap_or_default();
+        let value = match serde_json::to_vec(status) {
+            Ok(value) => value,
+            Err(e) => {
+                tracing::error!("encoding the status of {}: {e}", status.name);
+                return;
+            }
+        };
         if let Err(e) = self.store.put(&record::status_key(&status.name), value, Some(self.lease())).await {
             tracing::warn!("publishing the status of {}: {e}", status.name);
         }
     }
 
-    /// Re-publishes what a new lease (after the store lost ours) would have dropped.
+    /// Re-publishes what a new lease (after the store lost ours) would have dropped:
+    /// the endpoints, their addresses (held by IPAM endpoints of the same ID) and the
+    /// container's status.
     async fn republish(&self, running: &BTreeMap<String, Running>) {
+        let lease = self.lease();
         for r in running.values() {
             for j in &r.joined {
-                match self.store.get(&endpoint::key(&j.endpoint.network_id, &j.endpoint.id)).await {
-                    Ok(Some(entry)) if entry.lease == Some(self.lease()) => {}
-                    Ok(_) => {
-                        if let Err(e) = self.publish(&j.endpoint).await {
-                            tracing::warn!("re-publishing endpoint of {}: {e}", r.record.name);
-                        }
-                        let _ = self
-                            .ipam
-                            .allocate(
-                                &j.endpoint.network_id,
-                                &j.endpoint.id,
-                                &self.config.node_id,
-                                self.lease(),
-                                Some(j.endpoint.ip),
-                            )
-                            .await;
-                        self.write_status(&r.status).await;
-                    }
+                let kept =
+                    endpoint::keep_on_lease(&self.store, &self.ipam, &j.endpoint, Some(&j.endpoint.id), lease).await;
+                match kept {
+                    Ok(false) => {}
+                    Ok(true) => self.write_status(&r.status).await,
                     Err(_) => return, // store unreachable: try at the next tick
                 }
             }
@@ -449,7 +440,7 @@ impl<S: Store + Transact> ContainerTask<S> {
     async fn undo_networks(&mut self, name: &str, joined: &[Joined]) -> bool {
         let mut clean = true;
         for j in joined.iter().rev() {
-            let spec = local_spec(j.vni, &j.attachment);
+            let spec = j.endpoint.local_spec(j.vni, &j.attachment.host_interface);
             if let Err(e) = self.datapath.lock().await.remove_local_endpoint(&spec) {
                 tracing::warn!("container {name}: datapath removal: {e}");
             }
@@ -459,7 +450,7 @@ impl<S: Store + Transact> ContainerTask<S> {
                 tracing::warn!("container {name}: releasing {}: {e}", j.endpoint.ip);
                 clean = false;
             }
-            if let Err(e) = self.store.delete(&endpoint::key(&j.endpoint.network_id, &j.endpoint.id)).await {
+            if let Err(e) = endpoint::withdraw(&self.store, &j.endpoint).await {
                 tracing::warn!("container {name}: withdrawing its endpoint: {e}");
                 clean = false;
             }
@@ -546,39 +537,33 @@ fn kill_all_in(netns_path: &Path) {
     }
 }
 
-/// Why a container did not start.
-#[derive(Debug)]
+/// Why a container did not start; its words go into the container's status.
+#[derive(Debug, thiserror::Error)]
 enum StartError {
-    /// The store did not answer (or this node's lease is being renewed): try again.
-    Transient(String),
-    /// Anything else: reported in the container's status.
-    Failed(String),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
 }
 
-impl From<crate::store::StoreError> for StartError {
-    fn from(error: crate::store::StoreError) -> Self {
-        if error.is_transient() {
-            StartError::Transient(error.to_string())
-        } else {
-            StartError::Failed(error.to_string())
+impl StartError {
+    /// The store did not answer, or this node's lease is being renewed (the membership
+    /// registers again and hands out the new lease): not the container's fault, so it
+    /// is tried again rather than failed.
+    fn is_transient(&self) -> bool {
+        match self {
+            StartError::Ipam(IpamError::Store(error) | IpamError::Network(NetworkError::Store(error)))
+            | StartError::Endpoint(EndpointError::Store { source: error, .. }) => error.is_transient(),
+            StartError::Ipam(IpamError::LeaseGone { .. }) => true,
+            _ => false,
         }
     }
-}
-
-impl From<crate::network::ipam::IpamError> for StartError {
-    fn from(error: crate::network::ipam::IpamError) -> Self {
-        use crate::network::{NetworkError, ipam::IpamError};
-        match error {
-            IpamError::Store(error) | IpamError::Network(NetworkError::Store(error)) => error.into(),
-            // The membership registers again and hands out the new lease.
-            IpamError::LeaseGone { .. } => StartError::Transient(error.to_string()),
-            other => StartError::Failed(other.to_string()),
-        }
-    }
-}
-
-fn failed(error: impl std::fmt::Display) -> StartError {
-    StartError::Failed(error.to_string())
 }
 
 /// What [`ContainerTask::start`] did.
@@ -593,15 +578,16 @@ enum Started {
 /// Containers whose start met a store outage, tried again with backoff.
 #[derive(Default)]
 struct Retries {
-    due: BTreeMap<String, (ContainerRecord, tokio::time::Instant, crate::store::Backoff)>,
+    due: BTreeMap<String, (ContainerRecord, tokio::time::Instant, Backoff)>,
 }
 
 impl Retries {
     fn schedule(&mut self, record: ContainerRecord) {
         let name = record.name.clone();
-        let (_, _, mut backoff) = self.due.remove(&name).unwrap_or_else(|| {
-            (record.clone(), tokio::time::Instant::now(), crate::store::Backoff::new(RETRY_FIRST, RETRY_MAX))
-        });
+        let (_, _, mut backoff) = self
+            .due
+            .remove(&name)
+            .unwrap_or_else(|| (record.clone(), tokio::time::Instant::now(), Backoff::new(RETRY_FIRST, RETRY_MAX)));
         let at = tokio::time::Instant::now() + backoff.next_delay();
         self.due.insert(name, (record, at, backoff));
     }
@@ -620,10 +606,6 @@ impl Retries {
 
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(5);
-
-fn local_spec(vni: u32, attachment: &Attachment) -> LocalEndpointSpec {
-    LocalEndpointSpec { vni, ip: attachment.ip, mac: attachment.mac, host_interface: attachment.host_interface.clone() }
-}
 
 fn parse(key: &str, value: &[u8]) -> Option<ContainerRecord> {
     match serde_json::from_slice::<ContainerRecord>(value) {

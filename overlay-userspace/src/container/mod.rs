@@ -23,6 +23,8 @@ pub enum ContainerError {
     Netlink(#[from] NetlinkError),
     #[error("interface name {0:?} is longer than the kernel's 15 characters")]
     NameTooLong(String),
+    #[error("MAC address {0:?} is not six hexadecimal bytes")]
+    InvalidMac(String),
 }
 
 /// One interface of a container on an overlay network.
@@ -47,10 +49,19 @@ pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
     [0x02, 0x42, a, b, c, d]
 }
 
+/// The inverse of [`mac_for`]: the address a container's MAC was made from; `None` for
+/// a MAC not made that way.
+pub fn ip_of_mac(mac: [u8; 6]) -> Option<Ipv4Addr> {
+    match mac {
+        [0x02, 0x42, a, b, c, d] => Some(Ipv4Addr::new(a, b, c, d)),
+        _ => None,
+    }
+}
+
 /// A MAC as `ip link` and Docker write it (`02:42:0a:00:09:03`).
-pub fn parse_mac(value: &str) -> Result<[u8; 6], String> {
+pub fn parse_mac(value: &str) -> Result<[u8; 6], ContainerError> {
     let bytes: Vec<u8> = value.split(':').filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
-    <[u8; 6]>::try_from(bytes).map_err(|_| format!("MAC address {value:?} is not six hexadecimal bytes"))
+    <[u8; 6]>::try_from(bytes).map_err(|_| ContainerError::InvalidMac(value.to_owned()))
 }
 
 /// The inverse of [`parse_mac`].
@@ -118,4 +129,18 @@ pub async fn detach(host: &Netlink, attachment: &Attachment) -> Result<(), Conta
 pub fn delete_namespace(netns_path: &Path) -> Result<(), ContainerError> {
     netns::delete_at(netns_path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_carry_the_address_both_ways() {
+        let ip = Ipv4Addr::new(10, 0, 9, 3);
+        assert_eq!(ip_of_mac(mac_for(ip)), Some(ip));
+        assert_eq!(ip_of_mac([0x02, 0x00, 10, 0, 9, 3]), None);
+        assert_eq!(parse_mac(&format_mac(mac_for(ip))).unwrap(), mac_for(ip));
+        assert!(matches!(parse_mac("02:42:0a"), Err(ContainerError::InvalidMac(_))));
+    }
 }

@@ -372,7 +372,7 @@ fn push_unique(found: &mut Vec<Ipv4Addr>, ips: impl Iterator<Item = Ipv4Addr>) {
 }
 
 fn validate_network_name(name: &str) -> Result<(), DnsError> {
-    validate_name(name, "network")?;
+    check_name(name, "network")?;
     if name.contains('.') {
         return Err(DnsError::InvalidName {
             name: name.to_owned(),
@@ -383,19 +383,20 @@ fn validate_network_name(name: &str) -> Result<(), DnsError> {
 }
 
 fn validate_container(container: &DnsContainer) -> Result<(), DnsError> {
-    validate_name(&container.name, "container")?;
+    check_name(&container.name, "container")?;
     for endpoint in &container.endpoints {
         validate_network_name(&endpoint.network)?;
         for alias in &endpoint.aliases {
-            validate_name(alias, "alias")?;
+            check_name(alias, "alias")?;
         }
     }
     Ok(())
 }
 
 /// A name the resolver can answer: ASCII letters, digits, `-` and `_`, labels of 1 to 63
-/// characters separated by dots, 253 characters at most.
-fn validate_name(name: &str, what: &str) -> Result<(), DnsError> {
+/// characters separated by dots, 253 characters at most. `what` says whose name it is
+/// in the error ("container", "alias", "network").
+pub fn check_name(name: &str, what: &str) -> Result<(), DnsError> {
     let invalid =
         |reason: &str| DnsError::InvalidName { name: name.to_owned(), reason: format!("{what} name {reason}") };
     if name.is_empty() || name.len() > 253 {

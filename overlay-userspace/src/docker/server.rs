@@ -1,8 +1,9 @@
 //! The plugin socket: every call is a POST of JSON to `/Service.Method`. One dispatcher
-//! decodes the body, calls [`driver`], and shapes the answer as the protocol says:
-//! a request that does not decode gets HTTP 400; an operation that fails gets
-//! `{"Err": ...}` (network driver) or `{"Error": ...}` (IPAM driver); an unknown
-//! method gets 404, which libnetwork reads as "not implemented".
+//! decodes the body, runs the operation (`network_driver`, `ipam_driver`), and writes
+//! the answer as the protocol says. This is the one place where an error becomes the
+//! protocol's message: a request that does not decode gets HTTP 400; an operation that
+//! fails gets `{"Err": ...}` (network driver) or `{"Error": ...}` (IPAM driver); an
+//! unknown method gets 404, which libnetwork reads as "not implemented".
 
 use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
 
@@ -17,7 +18,13 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::net::UnixListener;
 
-use super::{DockerError, Plugin, driver, protocol};
+use super::{
+    error::{DockerError, DriverError},
+    ipam_driver::{self, ADDRESS_SPACE},
+    network_driver,
+    plugin::Plugin,
+    protocol,
+};
 use crate::{
     shutdown::Shutdown,
     store::{Store, Transact},
@@ -50,6 +57,30 @@ impl Service {
             // the IPAM client reads "Error" from 200 OK ones.
             Service::Ipam => json!({ "Error": message, "Err": message }),
             Service::Plugin | Service::Network => json!({ "Err": message }),
+        }
+    }
+}
+
+/// Why a call got no answer of its own.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    /// The method is not one of the protocol's (404).
+    #[error("unknown method {0:?}")]
+    UnknownMethod(String),
+    /// The body is not the JSON the method takes (400).
+    #[error("the request body is not the expected JSON: {0}")]
+    Undecodable(serde_json::Error),
+    /// The operation failed (200, with the message in the service's error field).
+    #[error(transparent)]
+    Failed(#[from] DriverError),
+}
+
+impl CallError {
+    fn status(&self) -> StatusCode {
+        match self {
+            CallError::UnknownMethod(_) => StatusCode::NOT_FOUND,
+            CallError::Undecodable(_) => StatusCode::BAD_REQUEST,
+            CallError::Failed(_) => StatusCode::OK,
         }
     }
 }
@@ -91,9 +122,9 @@ fn answer(status: StatusCode, body: &Value) -> Response {
 
 /// Decodes a request body; an empty body is an empty object (libnetwork sends none
 /// for the handshake and capability calls).
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, CallError> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
-    serde_json::from_slice(body).map_err(|e| format!("the request body is not the expected JSON: {e}"))
+    serde_json::from_slice(body).map_err(CallError::Undecodable)
 }
 
 async fn dispatch<S: Store + Transact>(State(plugin): State<Arc<Plugin<S>>>, uri: Uri, body: Bytes) -> Response {
@@ -102,71 +133,53 @@ async fn dispatch<S: Store + Transact>(State(plugin): State<Arc<Plugin<S>>>, uri
         return answer(StatusCode::NOT_FOUND, &json!({ "Err": format!("unknown method {method:?}") }));
     };
     tracing::debug!(method, body = %String::from_utf8_lossy(&body), "Docker plugin call");
-    // `Err(Ok(..))`: the request did not decode; `Err(Err(..))`: the operation failed.
-    let result: Result<Value, Result<String, String>> = match call(&plugin, method, &body).await {
-        Some(result) => result,
-        None => return answer(StatusCode::NOT_FOUND, &service.error_body(&format!("unknown method {method:?}"))),
-    };
-    match result {
+    match call(&plugin, method, &body).await {
         Ok(value) => answer(StatusCode::OK, &value),
-        Err(Ok(undecodable)) => {
-            tracing::warn!(method, "Docker plugin call refused: {undecodable}");
-            answer(StatusCode::BAD_REQUEST, &service.error_body(&undecodable))
-        }
-        Err(Err(failure)) => {
-            tracing::warn!(method, "Docker plugin call failed: {failure}");
-            answer(StatusCode::OK, &service.error_body(&failure))
+        Err(error) => {
+            match &error {
+                CallError::UnknownMethod(_) => {}
+                CallError::Undecodable(_) => tracing::warn!(method, "Docker plugin call refused: {error}"),
+                CallError::Failed(_) => tracing::warn!(method, "Docker plugin call failed: {error}"),
+            }
+            answer(error.status(), &service.error_body(&error.to_string()))
         }
     }
 }
 
-/// Runs `method`; `None` if there is no such method.
-async fn call<S: Store + Transact>(
-    plugin: &Arc<Plugin<S>>,
-    method: &str,
-    body: &[u8],
-) -> Option<Result<Value, Result<String, String>>> {
-    // Decodes the body or returns the decoding error.
-    macro_rules! request {
-        () => {
-            match decode(body) {
-                Ok(request) => request,
-                Err(e) => return Some(Err(Ok(e))),
-            }
-        };
-    }
-    let outcome = match method {
-        "Plugin.Activate" => Ok(json!({ "Implements": ["NetworkDriver", "IpamDriver"] })),
-        "NetworkDriver.GetCapabilities" => Ok(json!({ "Scope": "local", "ConnectivityScope": "global" })),
-        "NetworkDriver.CreateNetwork" => driver::create_network(plugin, request!()).await,
-        "NetworkDriver.DeleteNetwork" => driver::delete_network(plugin, request!()).await,
-        "NetworkDriver.CreateEndpoint" => driver::create_endpoint(plugin, request!()).await,
-        "NetworkDriver.EndpointOperInfo" => driver::endpoint_info(plugin, request!()).await,
-        "NetworkDriver.DeleteEndpoint" => driver::delete_endpoint(plugin, request!()).await,
-        "NetworkDriver.Join" => driver::join(plugin, request!()).await,
-        "NetworkDriver.Leave" => driver::leave(plugin, request!()).await,
+/// Runs `method` on the body it came with.
+async fn call<S: Store + Transact>(plugin: &Arc<Plugin<S>>, method: &str, body: &[u8]) -> Result<Value, CallError> {
+    let value = match method {
+        "Plugin.Activate" => json!({ "Implements": ["NetworkDriver", "IpamDriver"] }),
+        "NetworkDriver.GetCapabilities" => json!({ "Scope": "local", "ConnectivityScope": "global" }),
+        "NetworkDriver.CreateNetwork" => network_driver::create_network(plugin, decode(body)?).await?,
+        "NetworkDriver.DeleteNetwork" => network_driver::delete_network(plugin, decode(body)?).await?,
+        "NetworkDriver.CreateEndpoint" => network_driver::create_endpoint(plugin, decode(body)?).await?,
+        "NetworkDriver.EndpointOperInfo" => network_driver::endpoint_info(plugin, decode(body)?).await?,
+        "NetworkDriver.DeleteEndpoint" => network_driver::delete_endpoint(plugin, decode(body)?).await?,
+        "NetworkDriver.Join" => network_driver::join(plugin, decode(body)?).await?,
+        "NetworkDriver.Leave" => network_driver::leave(plugin, decode(body)?).await?,
         "NetworkDriver.DiscoverNew"
         | "NetworkDriver.DiscoverDelete"
         | "NetworkDriver.ProgramExternalConnectivity"
         | "NetworkDriver.RevokeExternalConnectivity" => {
-            let _: Value = request!();
-            Ok(json!({}))
+            let _: Value = decode(body)?;
+            json!({})
         }
-        "IpamDriver.GetCapabilities" => Ok(json!({ "RequiresMACAddress": false, "RequiresRequestReplay": false })),
-        "IpamDriver.GetDefaultAddressSpaces" => Ok(json!({
-            "LocalDefaultAddressSpace": super::ADDRESS_SPACE,
-            "GlobalDefaultAddressSpace": super::ADDRESS_SPACE,
-        })),
-        "IpamDriver.RequestPool" => driver::request_pool(plugin, request!()).await,
+        "IpamDriver.GetCapabilities" => json!({ "RequiresMACAddress": false, "RequiresRequestReplay": false }),
+        "IpamDriver.GetDefaultAddressSpaces" => json!({
+            "LocalDefaultAddressSpace": ADDRESS_SPACE,
+            "GlobalDefaultAddressSpace": ADDRESS_SPACE,
+        }),
+        "IpamDriver.RequestPool" => ipam_driver::request_pool(plugin, decode(body)?).await?,
         "IpamDriver.ReleasePool" => {
-            let _: protocol::ReleasePool = request!();
-            Ok(json!({}))
+            let _: protocol::ReleasePool = decode(body)?;
+            json!({})
         }
-        "IpamDriver.RequestAddress" => driver::request_address(plugin, request!()).await,
-        "IpamDriver.ReleaseAddress" => driver::release_address(plugin, request!()).await,
-        _ => return None,
+        "IpamDriver.RequestAddress" => ipam_driver::request_address(plugin, decode(body)?).await?,
+        "IpamDriver.ReleaseAddress" => ipam_driver::release_address(plugin, decode(body)?).await?,
+        _ => return Err(CallError::UnknownMethod(method.to_owned())),
     };
-    Some(outcome.map_err(Err))
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -189,7 +202,11 @@ mod tests {
         let pool: protocol::RequestPool = decode(br#"{"Pool":"10.0.9.0/24","V6":false}"#).unwrap();
         assert_eq!(pool.pool, "10.0.9.0/24");
         let error = decode::<protocol::RequestPool>(b"{garbage").unwrap_err();
-        assert!(error.contains("not the expected JSON"), "{error}");
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+        assert!(error.to_string().contains("not the expected JSON"), "{error}");
         assert!(decode::<protocol::Join>(br#"{"NetworkID": 7}"#).is_err());
+        let failed = CallError::from(DriverError::UnknownPool("pool-1".into()));
+        assert_eq!(failed.status(), StatusCode::OK);
+        assert!(failed.to_string().contains("unknown pool"), "{failed}");
     }
 }

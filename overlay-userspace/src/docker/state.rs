@@ -108,7 +108,8 @@ impl State {
         let err = |e: std::io::Error| DockerError::State { path: path.clone(), message: e.to_string() };
         std::fs::create_dir_all(state_dir).map_err(err)?;
         let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| DockerError::State { path: path.clone(), message: format!("encoding: {e}") })?;
         std::fs::write(&tmp, bytes).map_err(err)?;
         std::fs::rename(&tmp, &path).map_err(err)
     }

@@ -21,7 +21,10 @@ use super::{
     query::{self, Query},
 };
 use crate::{
-    docker::{MARKERS, client::NetworkCreate, tasks::Marker},
+    docker::{
+        bindings::{MARKERS, Marker},
+        client::NetworkCreate,
+    },
     endpoint::{self, EndpointRecord},
     network::{self, CreateRequest, DRIVER, NetworkError, NetworkRecord, NetworkSpec, SubnetPool},
     store::{Store, Transact},

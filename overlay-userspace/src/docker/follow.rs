@@ -1,0 +1,105 @@
+//! One watch of the cluster (`v1/`) and a regular look at dockerd, which feed two jobs:
+//! Docker's DNS view (`resolver.rs`) and the mirror (`mirror.rs`).
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use super::{
+    bindings::{MARKERS, Marker},
+    mirror,
+    plugin::Plugin,
+    resolver,
+};
+use crate::{
+    cluster::keys as cluster_keys,
+    dns::NameView,
+    store::{Store, Transact, WatchEvent, WatchUpdate, watch_prefix},
+    topology::{NamesTouched, Topology},
+};
+
+/// How often dockerd is looked at, besides on changes of the cluster.
+const RESYNC: Duration = Duration::from_secs(3);
+/// dockerd is asked at most this often (other keys of the cluster change more often).
+const DOCKERD_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs until shutdown.
+pub async fn run<S: Store + Transact>(p: Arc<Plugin<S>>, view: NameView) {
+    let mut updates = watch_prefix(p.backend.store.clone(), cluster_keys::ROOT.to_owned(), p.shutdown.clone());
+    let mut topology = Topology::default();
+    let mut markers: BTreeMap<String, Marker> = BTreeMap::new();
+    let mut synced = false;
+    let mut resync = tokio::time::interval(RESYNC);
+    let mut looked = tokio::time::Instant::now() - RESYNC;
+    loop {
+        let mut tick = false;
+        tokio::select! {
+            update = updates.recv() => {
+                let Some(update) = update else { return };
+                absorb(&mut topology, &mut markers, update);
+                while let Ok(more) = updates.try_recv() {
+                    absorb(&mut topology, &mut markers, more);
+                }
+                synced = true;
+            }
+            _ = p.bindings_changed.notified() => {}
+            _ = resync.tick() => tick = true,
+            _ = p.shutdown.wait() => return,
+        }
+        if !synced {
+            continue;
+        }
+        let bound = p.state.lock().await.bound_names();
+        resolver::update_view(&view, &topology, &bound);
+        if p.config.mirror && (tick || looked.elapsed() >= DOCKERD_AT_MOST_EVERY) {
+            look_at_dockerd(&p, &topology, &markers).await;
+            looked = tokio::time::Instant::now();
+        }
+    }
+}
+
+async fn look_at_dockerd<S: Store + Transact>(p: &Plugin<S>, topology: &Topology, markers: &BTreeMap<String, Marker>) {
+    let Some(docker) = &p.docker else { return };
+    let listed = match docker.networks(&p.config.name).await {
+        Ok(listed) => listed,
+        Err(error) => {
+            tracing::debug!("mirror: {error}");
+            return;
+        }
+    };
+    mirror::pass(p, topology, markers, &listed).await;
+}
+
+fn absorb(topology: &mut Topology, markers: &mut BTreeMap<String, Marker>, update: WatchUpdate) {
+    match update {
+        WatchUpdate::Reset(entries) => {
+            *topology = Topology::from_entries(&entries);
+            markers.clear();
+            for entry in &entries {
+                put_marker(markers, &entry.key, &entry.value);
+            }
+        }
+        WatchUpdate::Event(event) => {
+            match &event {
+                WatchEvent::Put(entry) => put_marker(markers, &entry.key, &entry.value),
+                WatchEvent::Delete { key, .. } => {
+                    if let Some(id) = key.strip_prefix(MARKERS) {
+                        markers.remove(id);
+                    }
+                }
+            }
+            // Docker's view is rebuilt whole after each batch (see
+            // `resolver::update_view`), so what changed is not tracked.
+            topology.apply(&event, &mut NamesTouched::default());
+        }
+    }
+}
+
+fn put_marker(markers: &mut BTreeMap<String, Marker>, key: &str, value: &[u8]) {
+    if let Some(id) = key.strip_prefix(MARKERS) {
+        match serde_json::from_slice::<Marker>(value) {
+            Ok(marker) => {
+                markers.insert(id.to_owned(), marker);
+            }
+            Err(error) => tracing::warn!("skipping malformed Docker network marker {key}: {error}"),
+        }
+    }
+}
