@@ -12,7 +12,6 @@
 //! root filesystem; nothing is pulled.
 
 use std::{
-    fs::File,
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr},
     os::unix::net::UnixStream,
@@ -81,6 +80,8 @@ pub fn busybox_rootfs(dir: &Path) -> anyhow::Result<PathBuf> {
 /// A dockerd on a lab host. Stopped (containers removed first) on drop.
 pub struct Dockerd {
     pub host: String,
+    /// The host's namespace, where dockerd runs.
+    ns: String,
     pub dir: PathBuf,
     pub socket: PathBuf,
     /// The directory bound over /run/docker/plugins for this dockerd.
@@ -104,6 +105,15 @@ impl Dockerd {
         std::fs::write(&resolv, format!("nameserver {resolver}\n"))?;
         let socket = dir.join("docker.sock");
         let log = dir.join("dockerd.log");
+        let mut dockerd =
+            Dockerd { host: host.name.clone(), ns: host.ns.clone(), dir, socket, plugins, log, child: None };
+        dockerd.run()?;
+        Ok(dockerd)
+    }
+
+    /// Starts the daemon on this dockerd's directories, waits until it answers, and
+    /// imports the image if its data root does not hold it.
+    fn run(&mut self) -> anyhow::Result<()> {
         let d = |p: &Path| p.display().to_string();
         let script = format!(
             "set -e; mkdir -p /run/docker/plugins; mount --make-rprivate /; \
@@ -111,39 +121,59 @@ impl Dockerd {
              exec /usr/sbin/dockerd --data-root {data} --exec-root {exec} --pidfile {dir}/dockerd.pid \
              -H unix://{socket} --iptables=false --ip6tables=false --ip-masq=false --bridge=none \
              --userland-proxy=false --shutdown-timeout 1",
-            plugins = d(&plugins),
-            resolv = d(&resolv),
-            data = d(&dir.join("data")),
-            exec = d(&dir.join("exec")),
-            dir = d(&dir),
-            socket = d(&socket),
+            plugins = d(&self.plugins),
+            resolv = d(&self.dir.join("resolv.conf")),
+            data = d(&self.dir.join("data")),
+            exec = d(&self.dir.join("exec")),
+            dir = d(&self.dir),
+            socket = d(&self.socket),
         );
-        let out = File::create(&log)?;
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", host.ns))
+            .arg(format!("--net=/run/netns/{}", self.ns))
             .args(["unshare", "--mount", "--propagation", "private", "sh", "-c", &script])
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()
             .context("starting dockerd")?;
-        let mut dockerd = Dockerd { host: host.name.clone(), dir, socket, plugins, log, child: Some(child) };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while dockerd.docker(&["version", "--format", "{{.Server.Version}}"]).is_err() {
-            if let Some(child) = dockerd.child.as_mut()
+        while self.docker(&["version", "--format", "{{.Server.Version}}"]).is_err() {
+            if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
             {
-                dockerd.child = None;
-                bail!("dockerd on {} exited ({status}):\n{}", host.name, dockerd.log_tail());
+                self.child = None;
+                bail!("dockerd on {} exited ({status}):\n{}", self.host, self.log_tail());
             }
             if Instant::now() > deadline {
-                bail!("dockerd on {} did not answer within 60s:\n{}", host.name, dockerd.log_tail());
+                bail!("dockerd on {} did not answer within 60s:\n{}", self.host, self.log_tail());
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let rootfs = busybox_rootfs(&dockerd.dir)?;
-        dockerd.docker(&["import", rootfs.to_str().context("temp path")?, IMAGE])?;
-        Ok(dockerd)
+        if self.docker(&["image", "inspect", IMAGE]).is_err() {
+            let made = self.dir.join("rootfs.tar");
+            let rootfs = if made.exists() { made } else { busybox_rootfs(&self.dir)? };
+            self.docker(&["import", rootfs.to_str().context("temp path")?, IMAGE])?;
+        }
+        Ok(())
+    }
+
+    /// What a host whose dockerd lost its data root looks like: dockerd stopped, its
+    /// data root (networks, containers, images) deleted, dockerd started again on an
+    /// empty one (the image imported again). The plugin is not told.
+    pub fn restart_wiped(&mut self) -> anyhow::Result<()> {
+        self.remove_all_containers();
+        self.stop();
+        std::fs::remove_dir_all(self.dir.join("data"))?;
+        std::fs::create_dir_all(self.dir.join("data"))?;
+        self.run()
+    }
+
+    /// The IDs of this dockerd's networks named `name`.
+    pub fn network_ids(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        let ls = self.docker(&["network", "ls", "--no-trunc", "--filter", &format!("name=^{name}$"), "-q"])?;
+        Ok(ls.split_whitespace().map(str::to_owned).collect())
     }
 
     /// `docker ARGS` against this dockerd; stdout, or an error with stderr.
@@ -208,8 +238,9 @@ impl Dockerd {
     }
 }
 
-impl Drop for Dockerd {
-    fn drop(&mut self) {
+impl Dockerd {
+    /// Stops the daemon (TERM, then KILL after 20 s) and waits for it.
+    fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = std::fs::read_to_string(self.dir.join("dockerd.pid")).unwrap_or_default();
             let pid = pid.trim();
@@ -228,6 +259,12 @@ impl Drop for Dockerd {
             }
             let _ = child.wait();
         }
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -320,10 +357,22 @@ impl Node {
 
     /// Starts the Docker plugin for `dockerd` with state in `state_dir`.
     pub fn start_plugin(&self, dockerd: &Dockerd, state_dir: &Path) -> anyhow::Result<Plugin> {
+        self.start_plugin_with(dockerd, state_dir, |_| {})
+    }
+
+    /// [`Node::start_plugin`] with settings of the test's own (`configure` changes the
+    /// defaults).
+    pub fn start_plugin_with(
+        &self,
+        dockerd: &Dockerd,
+        state_dir: &Path,
+        configure: impl FnOnce(&mut PluginConfig),
+    ) -> anyhow::Result<Plugin> {
         let mut config = PluginConfig::new(docker::DEFAULT_NAME, MTU);
         config.socket = dockerd.plugin_socket(docker::DEFAULT_NAME);
         config.docker_socket = Some(dockerd.socket.clone());
         config.state_dir = state_dir.to_owned();
+        configure(&mut config);
         let (stop, shutdown) = shutdown::channel();
         let (store, datapath, node_id, name) =
             (self.store.clone(), self.datapath.clone(), self.id.clone(), self.name.clone());

@@ -8,8 +8,13 @@
 //! binds to the cluster network of that name if it has the same subnet and gateway
 //! ([`settle`]). Networks created through Docker are marked under
 //! `v1/docker/networks/CLUSTER_ID` for the mirror of the other hosts.
+//!
+//! The bindings follow dockerd: a network dockerd no longer has (its data root was
+//! wiped, or it removed the network while the plugin was down) is forgotten, with its
+//! endpoints ([`follow_dockerd`]).
 
 use std::{
+    collections::BTreeSet,
     net::Ipv4Addr,
     sync::Arc,
     time::{Duration, Instant},
@@ -19,6 +24,8 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use super::{
+    client::NetworkSummary,
+    endpoints,
     error::DriverError,
     plugin::{Job, Plugin},
     state::{Binding, DockerNetwork, State},
@@ -123,9 +130,9 @@ pub async fn cluster_network<S: Store + Transact>(
 }
 
 /// [`Job::SettleNetwork`]: waits until dockerd has stored the Docker network Docker
-/// just created, and binds it: creates its cluster network under the name dockerd
-/// gives it, or binds to the cluster network of that name if it has the same subnet
-/// and gateway.
+/// just created (so that it is known to dockerd from then on), and binds it if it is
+/// pending: creates its cluster network under the name dockerd gives it, or binds to
+/// the cluster network of that name if it has the same subnet and gateway.
 pub async fn settle<S: Store + Transact>(p: Arc<Plugin<S>>, docker_id: String) {
     let mut name = None;
     if let Some(docker) = &p.docker {
@@ -150,6 +157,13 @@ pub async fn settle<S: Store + Transact>(p: Arc<Plugin<S>>, docker_id: String) {
         }
     }
     let Some(network) = p.state.lock().await.networks.get(&docker_id).cloned() else { return };
+    if name.is_some() && !network.known_to_docker {
+        let mut state = p.state.lock().await;
+        if let Some(n) = state.networks.get_mut(&docker_id) {
+            n.known_to_docker = true;
+            p.save_or_log(&state);
+        }
+    }
     if network.binding != Binding::Pending {
         return;
     }
@@ -216,7 +230,74 @@ async fn create_or_find<S: Store + Transact>(
 
 /// After a restart: the networks whose binding was interrupted are settled again.
 pub fn resume<S>(p: &Plugin<S>, state: &State) {
-    for n in state.networks.values().filter(|n| n.binding == Binding::Pending) {
+    for n in state.networks.values().filter(|n| n.binding == Binding::Pending || !n.known_to_docker) {
         p.submit(Job::SettleNetwork { docker_id: n.docker_id.clone() });
     }
+}
+
+/// Forgets the Docker network `docker_id` of this host, which dockerd no longer has,
+/// and removes its endpoints and releases their addresses (their containers are gone
+/// with it, and dockerd will not call to release them). Its cluster network
+/// stays: other hosts may use it, and creating the network here again binds to it.
+pub async fn forget<S: Store + Transact>(p: &Plugin<S>, state: &mut State, docker_id: &str) {
+    let Some(network) = state.networks.remove(docker_id) else { return };
+    let endpoints: Vec<_> = state.endpoints.values().filter(|e| e.docker_network == docker_id).cloned().collect();
+    for e in endpoints {
+        state.endpoints.remove(&e.id);
+        endpoints::remove_gone(p, &e).await;
+    }
+    let cluster = match &network.binding {
+        Binding::Bound { name, .. } => name.as_str(),
+        _ => "none",
+    };
+    tracing::info!(docker_id, cluster_network = cluster, "forgot a Docker network that dockerd no longer has");
+}
+
+/// Looks at dockerd's networks of this driver: notes those it has, and forgets those it
+/// no longer has. Returns the listing (for the mirror), `None` if dockerd did not answer.
+/// A network dockerd has not stored yet (its creation is under way) is not forgotten:
+/// only one that dockerd had shown before the listing began can be missing from it.
+pub async fn follow_dockerd<S: Store + Transact>(p: &Plugin<S>) -> Option<Vec<NetworkSummary>> {
+    let docker = p.docker.as_ref()?;
+    let known_before: BTreeSet<String> = {
+        let state = p.state.lock().await;
+        state.networks.values().filter(|n| n.known_to_docker).map(|n| n.docker_id.clone()).collect()
+    };
+    let listed = match docker.networks(&p.config.name).await {
+        Ok(listed) => listed,
+        Err(error) => {
+            tracing::debug!("dockerd's networks: {error}");
+            return None;
+        }
+    };
+    let mut state = p.state.lock().await;
+    let mut changed = false;
+    let mut lost = Vec::new();
+    for n in state.networks.values_mut() {
+        if listed.iter().any(|l| l.id == n.docker_id) {
+            changed |= !n.known_to_docker;
+            n.known_to_docker = true;
+        } else if known_before.contains(&n.docker_id) {
+            lost.push(n.docker_id.clone());
+        }
+    }
+    for docker_id in &lost {
+        forget(p, &mut state, docker_id).await;
+    }
+    if changed || !lost.is_empty() {
+        p.save_or_log(&state);
+    }
+    drop(state);
+    if !lost.is_empty() {
+        p.bindings_changed.notify_waiters();
+    }
+    Some(listed)
+}
+
+/// Whether dockerd has lost the Docker network `n` of this host, which a call is about
+/// to refuse a request over. Asks dockerd; `false` when it cannot tell (no API, or no
+/// answer), or when dockerd has never been seen to have it.
+pub async fn lost_by_dockerd<S>(p: &Plugin<S>, n: &DockerNetwork) -> bool {
+    let Some(docker) = &p.docker else { return false };
+    n.known_to_docker && matches!(docker.network_name(&n.docker_id).await, Ok(None))
 }

@@ -1,10 +1,11 @@
-//! One watch of the cluster (`v1/`) and a regular look at dockerd, which feed two jobs:
-//! Docker's DNS view (`resolver.rs`) and the mirror (`mirror.rs`).
+//! One watch of the cluster (`v1/`) and a regular look at dockerd, which feed three
+//! jobs: Docker's DNS view (`resolver.rs`), the bindings, which forget the networks
+//! dockerd no longer has (`bindings.rs`), and the mirror (`mirror.rs`).
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use super::{
-    bindings::{MARKERS, Marker},
+    bindings::{self, MARKERS, Marker},
     mirror,
     plugin::Plugin,
     resolver,
@@ -21,7 +22,9 @@ const RESYNC: Duration = Duration::from_secs(3);
 /// dockerd is asked at most this often (other keys of the cluster change more often).
 const DOCKERD_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs until shutdown.
+/// Runs until shutdown. The first look at dockerd comes as soon as the cluster is
+/// listed, so networks dockerd lost while the plugin was stopped are forgotten at
+/// start.
 pub async fn run<S: Store + Transact>(p: Arc<Plugin<S>>, view: NameView) {
     let mut updates = watch_prefix(p.backend.store.clone(), cluster_keys::ROOT.to_owned(), p.shutdown.clone());
     let mut topology = Topology::default();
@@ -49,7 +52,7 @@ pub async fn run<S: Store + Transact>(p: Arc<Plugin<S>>, view: NameView) {
         }
         let bound = p.state.lock().await.bound_names();
         resolver::update_view(&view, &topology, &bound);
-        if p.config.mirror && (tick || looked.elapsed() >= DOCKERD_AT_MOST_EVERY) {
+        if tick || looked.elapsed() >= DOCKERD_AT_MOST_EVERY {
             look_at_dockerd(&p, &topology, &markers).await;
             looked = tokio::time::Instant::now();
         }
@@ -57,15 +60,10 @@ pub async fn run<S: Store + Transact>(p: Arc<Plugin<S>>, view: NameView) {
 }
 
 async fn look_at_dockerd<S: Store + Transact>(p: &Plugin<S>, topology: &Topology, markers: &BTreeMap<String, Marker>) {
-    let Some(docker) = &p.docker else { return };
-    let listed = match docker.networks(&p.config.name).await {
-        Ok(listed) => listed,
-        Err(error) => {
-            tracing::debug!("mirror: {error}");
-            return;
-        }
-    };
-    mirror::pass(p, topology, markers, &listed).await;
+    let Some(listed) = bindings::follow_dockerd(p).await else { return };
+    if p.config.mirror {
+        mirror::pass(p, topology, markers, &listed).await;
+    }
 }
 
 fn absorb(topology: &mut Topology, markers: &mut BTreeMap<String, Marker>, update: WatchUpdate) {

@@ -72,8 +72,16 @@ pub async fn request_pool<S: Store + Transact>(
     } else {
         network::spec::parse_addressing(&r.pool, None, None)?.subnet
     };
-    if let Some(n) = p.state.lock().await.network_with_subnet(subnet) {
-        return Err(DriverError::SubnetInUse { subnet, docker_id: n.docker_id.clone() });
+    {
+        let mut state = p.state.lock().await;
+        if let Some(n) = state.network_with_subnet(subnet).cloned() {
+            // A Docker network dockerd no longer has does not hold its subnet.
+            if !bindings::lost_by_dockerd(p, &n).await {
+                return Err(DriverError::SubnetInUse { subnet, docker_id: n.docker_id });
+            }
+            bindings::forget(p, &mut state, &n.docker_id).await;
+            state.save(&p.config.state_dir)?;
+        }
     }
     for other in network::list(&p.backend.store).await? {
         if other.subnet != subnet && overlaps(other.subnet, subnet) {

@@ -66,20 +66,17 @@ pub async fn create_network<S: Store + Transact>(
         }
         None => Binding::Pending,
     };
-    let pending = binding == Binding::Pending;
     if let Binding::Bound { name, .. } = &binding {
         tracing::info!(docker_id = %r.network_id, network = %name, "Docker network bound to the cluster network");
     }
     state.networks.insert(
         r.network_id.clone(),
-        DockerNetwork { docker_id: r.network_id.clone(), subnet, gateway, internal, binding },
+        DockerNetwork { docker_id: r.network_id.clone(), subnet, gateway, internal, binding, known_to_docker: false },
     );
     state.save(&p.config.state_dir)?;
     drop(state);
     p.bindings_changed.notify_waiters();
-    if pending {
-        p.submit(Job::SettleNetwork { docker_id: r.network_id });
-    }
+    p.submit(Job::SettleNetwork { docker_id: r.network_id });
     Ok(json!({}))
 }
 

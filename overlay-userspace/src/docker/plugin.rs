@@ -26,9 +26,8 @@ pub struct Backend<S> {
 /// (`jobs.rs`) and waits for them all when it stops.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Job {
-    /// Docker created a network on this host that no cluster network has the subnet
-    /// of: once dockerd has stored it, create or find its cluster network by the name
-    /// dockerd gives it (`bindings::settle`).
+    /// Docker created a network on this host: wait until dockerd has stored it, then
+    /// bind it to its cluster network if it is not bound yet (`bindings::settle`).
     SettleNetwork { docker_id: String },
     /// An endpoint joined: learn its container's name and aliases from dockerd and
     /// publish them (`endpoints::learn_name`).

@@ -42,6 +42,15 @@ pub struct DockerNetwork {
     pub gateway: Ipv4Addr,
     pub internal: bool,
     pub binding: Binding,
+    /// dockerd has been seen to have this network (it stores a network only after the
+    /// driver's CreateNetwork). Once it has, a network dockerd no longer lists is gone
+    /// from it. Networks saved before this was kept were stored long ago.
+    #[serde(default = "stored_long_ago")]
+    pub known_to_docker: bool,
+}
+
+fn stored_long_ago() -> bool {
+    true
 }
 
 impl DockerNetwork {
@@ -148,6 +157,7 @@ mod tests {
                 gateway: Ipv4Addr::new(10, 0, 9, 1),
                 internal: false,
                 binding: Binding::Bound { cluster_id: "c1".into(), name: "my_network".into(), vni: 4096 },
+                known_to_docker: false,
             },
         );
         state.save(&dir).unwrap();
@@ -155,6 +165,11 @@ mod tests {
         assert_eq!(loaded, state);
         assert_eq!(loaded.bound_names(), ["my_network"]);
         assert!(loaded.network_with_subnet("10.0.9.0/24".parse().unwrap()).is_some());
+        // A file from before `known_to_docker` was kept: its networks were stored long ago.
+        let old = r#"{"networks":{"d1":{"docker_id":"d1","subnet":"10.0.9.0/24","gateway":"10.0.9.1",
+            "internal":false,"binding":{"status":"pending"}}},"endpoints":{}}"#;
+        std::fs::write(State::path(&dir), old).unwrap();
+        assert!(State::load(&dir).unwrap().networks["d1"].known_to_docker);
         std::fs::write(State::path(&dir), b"{not json").unwrap();
         let error = State::load(&dir).unwrap_err().to_string();
         assert!(error.contains("move the file away"), "{error}");

@@ -1,0 +1,109 @@
+//! The plugin's state follows the dockerd it serves. A dockerd whose data root was
+//! wiped no longer has the networks the plugin's state file names; the plugin forgets
+//! them, on start and while it runs, so that creating the network again (or the mirror
+//! doing it) is not refused over a subnet "used by" a network dockerd does not know.
+//! The cluster network stays, and the network created again binds to it.
+
+use std::{collections::BTreeSet, net::Ipv4Addr, path::Path, time::Duration};
+
+use anyhow::{Context, ensure};
+use overlay::network;
+use overlay_tests::{
+    Lab,
+    cluster::Scratch,
+    docker::{self, Dockerd, Node, wait_for},
+    etcd::Etcd,
+};
+
+const SUBNET: &str = "10.0.9.0/24";
+
+/// The Docker network IDs the plugin's state file holds.
+fn networks_in_state(state_dir: &Path) -> anyhow::Result<BTreeSet<String>> {
+    let path = state_dir.join("docker-plugin.json");
+    let Ok(bytes) = std::fs::read(&path) else { return Ok(BTreeSet::new()) };
+    let state: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| path.display().to_string())?;
+    Ok(state["networks"].as_object().map(|n| n.keys().cloned().collect()).unwrap_or_default())
+}
+
+fn create_network(d: &Dockerd) -> anyhow::Result<String> {
+    let driver = docker::PLUGIN;
+    let out =
+        d.docker(&["network", "create", "-d", driver, "--ipam-driver", driver, "--subnet", SUBNET, "my_network"])?;
+    Ok(out.trim().to_owned())
+}
+
+/// The address a container on my_network gets: the binding works end to end.
+fn address_on_my_network(d: &Dockerd) -> anyhow::Result<Ipv4Addr> {
+    let out = d.docker(&["run", "--rm", "--net", "my_network", docker::IMAGE, "ip", "-4", "addr", "show", "eth0"])?;
+    let cidr = out.split_whitespace().skip_while(|w| *w != "inet").nth(1).context("no inet address")?;
+    Ok(cidr.split('/').next().unwrap_or_default().parse()?)
+}
+
+#[test]
+fn the_plugin_forgets_networks_its_dockerd_lost() -> anyhow::Result<()> {
+    let lab = Lab::builder("dstate").host("store01", "192.168.1.140/24").host("agt01", "192.168.1.141/24").build()?;
+    let scratch = Scratch::new("docker-state")?;
+    let etcd = Etcd::start(lab.host("store01"))?;
+    let node = Node::start(lab.host("agt01"), &etcd.url(&format!("dstate-{:08x}", rand::random::<u32>())))?;
+    let resolver: Ipv4Addr = docker::DNS_LISTEN.split(':').next().unwrap_or_default().parse()?;
+    let mut dockerd = Dockerd::start(lab.host("agt01"), resolver)?;
+    let result = scenario(&node, &mut dockerd, &scratch);
+    if result.is_err() {
+        eprintln!("{}", dockerd.log_tail());
+    }
+    dockerd.remove_all_containers();
+    drop(etcd);
+    result
+}
+
+fn scenario(node: &Node, dockerd: &mut Dockerd, scratch: &Scratch) -> anyhow::Result<()> {
+    let state_dir = scratch.path("plugin");
+    let subnet: ipnet::Ipv4Net = SUBNET.parse()?;
+
+    // The mirror on (the default): the network made through Docker is the cluster's.
+    let plugin = node.start_plugin(dockerd, &state_dir)?;
+    let first = create_network(dockerd)?;
+    let store = node.store.clone();
+    let cluster = wait_for("the cluster network", Duration::from_secs(10), || {
+        let store = store.clone();
+        node.run(async move { network::find(&store, "my_network").await.ok() })
+    })?;
+    ensure!(networks_in_state(&state_dir)? == BTreeSet::from([first.clone()]));
+
+    // While the plugin runs, dockerd loses its data root: the plugin forgets the
+    // network, and the mirror puts the cluster network back into dockerd, bound again.
+    dockerd.restart_wiped()?;
+    let second = wait_for("my_network back in dockerd", Duration::from_secs(20), || {
+        Ok(dockerd.network_ids("my_network")?.into_iter().next())
+    })?;
+    ensure!(second != first, "dockerd's new network has the old ID");
+    wait_for("the state file naming only the new network", Duration::from_secs(10), || {
+        Ok((networks_in_state(&state_dir)? == BTreeSet::from([second.clone()])).then_some(()))
+    })?;
+    let ip = address_on_my_network(dockerd)?;
+    ensure!(subnet.contains(&ip), "{ip} is not in {subnet}");
+    plugin.stop()?;
+
+    // Without the mirror, on start: dockerd lost its data root while the plugin was
+    // stopped. The plugin forgets the network at once, and creating it again works.
+    dockerd.restart_wiped()?;
+    let plugin = node.start_plugin_with(dockerd, &state_dir, |config| config.mirror = false)?;
+    wait_for("the state file without the lost network", Duration::from_secs(10), || {
+        Ok(networks_in_state(&state_dir)?.is_empty().then_some(()))
+    })?;
+    let third = create_network(dockerd)?;
+    ensure!(address_on_my_network(dockerd).is_ok_and(|ip| subnet.contains(&ip)));
+
+    // While it runs, and right away: `docker network create` just after the loss is
+    // not refused over the network dockerd no longer has.
+    dockerd.restart_wiped()?;
+    let fourth = create_network(dockerd)?;
+    ensure!(networks_in_state(&state_dir)? == BTreeSet::from([fourth.clone()]), "{third} still in the state");
+    ensure!(address_on_my_network(dockerd).is_ok_and(|ip| subnet.contains(&ip)));
+
+    // The cluster network stayed the same all along.
+    let store = node.store.clone();
+    let now = node.run(async move { network::find(&store, "my_network").await })??;
+    ensure!(now.id == cluster.id, "the cluster network changed: {} then {}", cluster.id, now.id);
+    plugin.stop()
+}
