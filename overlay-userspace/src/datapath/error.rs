@@ -32,7 +32,7 @@ pub enum DatapathError {
          `overlay agent --cleanup`, then start it again (it rewrites its tables from the store)",
         found.key_size, found.value_size, found.max_entries, wanted.key_size, wanted.value_size, wanted.max_entries
     )]
-    PinnedLayout { map: &'static str, found: super::layout::Layout, wanted: super::layout::Layout, pin_dir: PathBuf },
+    PinnedLayout { map: &'static str, found: super::Layout, wanted: super::Layout, pin_dir: PathBuf },
     #[error("the eBPF object has no map {0}: the object and this binary are out of step")]
     MissingMap(&'static str),
     #[error("the eBPF object has no program {0}: the object and this binary are out of step")]

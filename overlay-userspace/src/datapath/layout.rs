@@ -21,15 +21,7 @@ use overlay_common::{
     capacity, map_names,
 };
 
-use super::DatapathError;
-
-/// Key size, value size and capacity of a map as this binary's ABI defines it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Layout {
-    pub key_size: u32,
-    pub value_size: u32,
-    pub max_entries: u32,
-}
+use super::{DatapathError, Layout};
 
 const fn layout<K, V>(max_entries: u32) -> Layout {
     Layout { key_size: size_of::<K>() as u32, value_size: size_of::<V>() as u32, max_entries }

@@ -40,6 +40,15 @@ pub use pin_lock::{PinLock, lock_pin_dir};
 pub use pinned::{PinnedRemotes, pinned_endpoints};
 pub use tables::{LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec};
 
+/// Key size, value size and capacity of a pinned map (`layout.rs` checks them; a
+/// mismatch is a [`DatapathError`], so both use it and it lives here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+}
+
 /// The object file built from overlay-ebpf by this crate's build script.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/overlay-ebpf.o"));
 
