@@ -64,13 +64,12 @@ impl ContainerSpec {
     /// A container in a /24 with a MAC derived from its address (02:42:a.b.c.d, as
     /// Docker does) and the overlay MTU of a 1500-byte underlay.
     pub fn new(name: &str, ip: Ipv4Addr) -> Self {
-        let [a, b, c, d] = ip.octets();
         ContainerSpec {
             name: name.to_owned(),
             ip,
             prefix_len: 24,
             gateway: None,
-            mac: [0x02, 0x42, a, b, c, d],
+            mac: overlay::container::mac_for(ip),
             mtu: 1450,
         }
     }
