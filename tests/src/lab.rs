@@ -268,8 +268,12 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.stop_children();
-        for host in &self.hosts {
-            let _ = std::fs::remove_dir_all(&host.pin_dir);
+        // The hosts' pin directories, and any other a test made beside them (all carry the
+        // lab's prefix).
+        for dir in std::fs::read_dir(BPFFS).into_iter().flatten().flatten() {
+            if dir.file_name().to_string_lossy().starts_with(&format!("{}-", self.prefix)) {
+                let _ = std::fs::remove_dir_all(dir.path());
+            }
         }
         // Namespaces that agents made for their containers carry the lab's prefix too.
         if let Ok(list) = cmd::run(&["ip", "netns", "list"]) {

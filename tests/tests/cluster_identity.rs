@@ -86,8 +86,11 @@ fn clone_body(lab: &Lab, scratch: &Scratch, store: &str, daemons: &mut Vec<Daemo
     ensure!(node(&view, "agt01").map(|n| &n["id"]) == Some(&original_id), "agt01 changed identity: {view}");
     ensure!(daemons[0].log_text().contains("joined the cluster"), "{}", daemons[0].log_text());
 
-    // A second agent on the same host with the same state directory is refused.
-    let args = agent_args(store, agt01, &state_dir(scratch, agt01), &[]);
+    // A second agent on the same host with the same state directory is refused. It gets
+    // pins of its own: one on the same pins meets the pin lock first (agent_pin_lock).
+    let mut args = agent_args(store, agt01, &state_dir(scratch, agt01), &[]);
+    let at = args.iter().position(|a| a == "--pin-dir").context("--pin-dir")? + 1;
+    args[at] = format!("{}-second", agt01.pin_dir.display());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut second = Daemon::spawn(agt01, "agt01-second", &args, &scratch.path("agt01-second.log"))?;
     let exited_ok = second.wait_exit(Duration::from_secs(15))?;
