@@ -165,6 +165,8 @@ fn cleanup_removes_namespaces_and_pins() -> anyhow::Result<()> {
         agent.terminate()?;
         assert!(cmd::run(&["ip", "netns", "list"])?.contains(&ns));
         assert!(host.pin_dir.join("links/underlay").exists());
+        let bridge = overlay::datapath::HEADROOM_BRIDGE;
+        assert!(cmd::ip(&host.ns, &["link", "show", bridge]).is_ok(), "no {bridge} after a container started");
 
         let prefix = cluster::container_netns_prefix(&lab, &host);
         let pin_dir = host.pin_dir.to_string_lossy().into_owned();
@@ -186,6 +188,8 @@ fn cleanup_removes_namespaces_and_pins() -> anyhow::Result<()> {
         assert!(!host.pin_dir.exists(), "the pins are still there");
         let tcx = cmd::run_in(&host.ns, &["bpftool", "net", "show", "dev", "eth0"])?;
         assert!(!tcx.contains("overlay_from_underlay"), "the underlay program is still attached: {tcx}");
+        let links = cmd::run_in(&host.ns, &["ip", "-o", "link", "show"])?;
+        assert!(!links.contains(bridge), "the headroom bridge is still there: {links}");
         Ok(())
     })();
     cluster::report(result, &[&agent], "")

@@ -1,6 +1,7 @@
 //! `overlay agent --cleanup`: takes this host's overlay apart (uninstall, or recovery
 //! after a crash): the containers' namespaces with their processes, their resolv.conf
-//! files, and the pinned datapath (programs detach, maps are freed). The cluster store
+//! files, the pinned datapath (programs detach, maps are freed) and the bridge that
+//! lends container veths their headroom (`datapath::headroom`). The cluster store
 //! is not touched: the node's records expire with its lease.
 
 use std::path::Path;
@@ -43,5 +44,7 @@ pub fn cleanup(pin_dir: &Path, netns_prefix: &str) -> Result<CleanupReport, Clea
     }
     report.pins_removed = pin_dir.exists();
     datapath::remove_pins(pin_dir)?;
+    // After the namespaces: their veths were its ports.
+    datapath::remove_headroom_bridge()?;
     Ok(report)
 }

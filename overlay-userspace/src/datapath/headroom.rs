@@ -40,30 +40,49 @@ const PORT_UDP: u16 = 4789;
 /// mcast_snooping 0`, both left down,
 /// `ip link add encap-room-vx type vxlan id 16777215 dstport 4789`, `ip link set
 /// encap-room-vx master encap-room`, `ip link set IFACE master encap-room`).
-/// Works in the calling thread's network namespace, from a thread of its own with its
-/// own runtime, so it can be called from async code and from namespace threads alike.
+/// Works in the calling thread's network namespace (see [`in_this_namespace`]).
 pub(super) fn lend_to(host_interface: &str) -> Result<(), DatapathError> {
     let failed = |source| DatapathError::Headroom { interface: host_interface.to_owned(), source };
+    in_this_namespace(|netlink| async move {
+        disable_ipv6(host_interface).map_err(NetlinkError::Connect)?;
+        let bridge = netlink.ensure_bridge(BRIDGE).await?;
+        netlink.ensure_vxlan(PORT, PORT_VNI, PORT_UDP).await?;
+        netlink.set_controller(PORT, bridge).await?;
+        netlink.set_controller(host_interface, bridge).await
+    })
+    .map_err(failed)
+}
+
+/// Deletes [`BRIDGE`] and its VXLAN port from the calling thread's namespace (`ip link
+/// del encap-room-vx; ip link del encap-room`), for `overlay agent --cleanup`. Ports
+/// still on the bridge are released, not deleted; absent devices are not an error.
+pub fn remove() -> Result<(), DatapathError> {
+    in_this_namespace(|netlink| async move {
+        netlink.delete_link(PORT).await?;
+        netlink.delete_link(BRIDGE).await
+    })
+    .map_err(|source| DatapathError::Headroom { interface: BRIDGE.to_owned(), source })
+}
+
+/// Runs `work` on a netlink socket of the calling thread's namespace, from a thread of
+/// its own with its own runtime, so that async code and namespace threads alike can
+/// call it (a new thread inherits the caller's network namespace).
+fn in_this_namespace<F, Fut>(work: F) -> Result<(), NetlinkError>
+where
+    F: FnOnce(Netlink) -> Fut + Send,
+    Fut: std::future::Future<Output = Result<(), NetlinkError>>,
+{
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| failed(NetlinkError::Connect(e)))?;
-                disable_ipv6(host_interface).map_err(|e| failed(NetlinkError::Connect(e)))?;
-                runtime
-                    .block_on(async {
-                        let netlink = Netlink::connect()?;
-                        let bridge = netlink.ensure_bridge(BRIDGE).await?;
-                        netlink.ensure_vxlan(PORT, PORT_VNI, PORT_UDP).await?;
-                        netlink.set_controller(PORT, bridge).await?;
-                        netlink.set_controller(host_interface, bridge).await
-                    })
-                    .map_err(failed)
+                    .map_err(NetlinkError::Connect)?;
+                runtime.block_on(async { work(Netlink::connect()?).await })
             })
             .join()
-            .unwrap_or_else(|_| Err(failed(NetlinkError::NoAnswer("the netlink thread (it panicked)".into()))))
+            .unwrap_or_else(|_| Err(NetlinkError::NoAnswer("the netlink thread (it panicked)".into())))
     })
 }
 

@@ -35,7 +35,7 @@ use overlay_common::{HostConfig, ipv4_key, map_names, program_names};
 pub use bpffs::{DEFAULT_BPFFS, ensure_bpffs};
 pub use counters::{CounterSnapshot, NetworkCounters, read_pinned_counters};
 pub use error::DatapathError;
-pub use headroom::BRIDGE as HEADROOM_BRIDGE;
+pub use headroom::{BRIDGE as HEADROOM_BRIDGE, remove as remove_headroom_bridge};
 pub use pin_lock::{PinLock, lock_pin_dir};
 pub use pinned::{PinnedRemotes, pinned_endpoints};
 pub use tables::{LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec};
