@@ -1,5 +1,5 @@
 //! `cargo xtask demo [--store etcd|zk]`: the reference scenario (../shared/SCENARIO.md,
-//! steps 1–10) on simulated hosts, with the product's own commands and Docker's, printed
+//! steps 1–11) on simulated hosts, with the product's own commands and Docker's, printed
 //! as a user would type them and see them; the cluster store is etcd, or ZooKeeper with
 //! `--store zk`. Everything it starts is stopped and removed when it
 //! ends, on success or failure.
@@ -14,10 +14,11 @@ use overlay_tests::{
     Lab,
     cluster::{self, Daemon, Scratch, wait_for},
     docker::{self, Dockerd},
+    engine::{self, DockerCli, EnginePki},
     stores::{Backend, StoreServer},
 };
 
-/// The host whose agent also serves Docker, with a real dockerd beside it.
+/// The host of step 10's Docker commands (every agent runs a dockerd beside it).
 const DOCKER_HOST: &str = "agt01";
 const AGENTS: [&str; 3] = ["agt01", "agt02", "agt03"];
 
@@ -26,8 +27,8 @@ type Step = fn(&mut Demo) -> anyhow::Result<()>;
 /// The walkthrough: (number, title, what it does), in order.
 const STEPS: &[(&str, &str, Step)] = &[
     ("1", "Store: etcd (or ZooKeeper) on store01, listening on 192.168.1.140", store),
-    ("2", "Manager on mgr01", manager),
-    ("3", "Agents join: the host daemon on agt01, agt02, agt03 (agt01 also runs dockerd)", agents_join),
+    ("2", "Manager on mgr01, serving Docker's Engine API too (one CA for the cluster)", manager),
+    ("3", "Agents join: the host daemon beside a dockerd on agt01, agt02, agt03", agents_join),
     ("4", "Duplicate identity: agt03 cloned from agt01 (same identity file) is refused", duplicate_identity),
     ("5", "List nodes (from any host)", list_nodes),
     ("6", "Cluster info (manager's view), right after the joins", cluster_info),
@@ -35,6 +36,7 @@ const STEPS: &[(&str, &str, Step)] = &[
     ("8", "Run two containers from the manager: spread over the agents", run_containers),
     ("9", "Inside busybox02, ping busybox01 by name, across hosts", ping_by_name),
     ("10", "Docker: the plugin on agt01; a Docker container and native ones on one overlay", docker_step),
+    ("11", "The seed's commands, through the manager: the stock docker CLI drives the cluster", seed_commands),
 ];
 
 /// What the steps share. Dropped in order: Docker containers (while the plugin still
@@ -47,17 +49,22 @@ struct Demo<'a> {
     /// The cluster's store URL (`etcd://…/my_cluster` or `zk://…/my_cluster`).
     store: String,
     daemons: Vec<Daemon>,
-    dockerd: Option<Dockerd>,
+    /// Each agent's dockerd, by host.
+    dockerds: BTreeMap<String, Dockerd>,
+    /// The cluster's certificates (step 2).
+    pki: Option<EnginePki>,
+    /// The docker CLI pointed at the manager's unix socket (step 2).
+    cli: Option<DockerCli>,
     /// Container name → the agent it was placed on (step 8).
     placed: BTreeMap<String, String>,
 }
 
 impl Drop for Demo<'_> {
     fn drop(&mut self) {
-        if let Some(dockerd) = &self.dockerd {
+        for dockerd in self.dockerds.values() {
             dockerd.remove_all_containers();
         }
-        self.dockerd = None;
+        self.dockerds.clear();
         self.daemons.clear();
         self.server = None;
     }
@@ -89,7 +96,9 @@ fn main() -> anyhow::Result<()> {
         server: None,
         store: String::new(),
         daemons: Vec::new(),
-        dockerd: None,
+        dockerds: BTreeMap::new(),
+        pki: None,
+        cli: None,
         placed: BTreeMap::new(),
     };
     let mut result = Ok(());
@@ -104,7 +113,7 @@ fn main() -> anyhow::Result<()> {
         for d in &demo.daemons {
             eprintln!("--- log of {} ---\n{}", d.name, d.log_tail());
         }
-        if let Some(dockerd) = &demo.dockerd {
+        for dockerd in demo.dockerds.values() {
             eprintln!("{}", dockerd.log_tail());
         }
     }
@@ -128,7 +137,16 @@ impl Demo<'_> {
     }
 
     fn dockerd(&self) -> anyhow::Result<&Dockerd> {
-        self.dockerd.as_ref().context("no dockerd runs")
+        self.dockerds.get(DOCKER_HOST).context("no dockerd runs")
+    }
+
+    /// Runs `docker ARGS` through the manager (step 11), printing it as typed on mgr01
+    /// with `DOCKER_HOST` set to the manager's socket.
+    fn manager_docker(&self, args: &[&str]) -> anyhow::Result<String> {
+        println!("mgr01$ docker {}", args.join(" "));
+        let out = self.cli.as_ref().context("the manager serves no Engine API")?.run(args)?;
+        print!("{out}");
+        Ok(out)
     }
 
     /// Runs `docker ARGS` against the Docker host's dockerd, printing it as typed there.
@@ -165,8 +183,26 @@ fn store(demo: &mut Demo) -> anyhow::Result<()> {
 }
 
 fn manager(demo: &mut Demo) -> anyhow::Result<()> {
-    demo.daemons.push(cluster::start_manager(demo.scratch, &demo.store, demo.lab.host("mgr01"))?);
-    println!("mgr01$ overlay manage --store {}", demo.store);
+    let agents: Vec<&overlay_tests::Host> = AGENTS.iter().map(|n| demo.lab.host(n)).collect();
+    let mgr01 = demo.lab.host("mgr01");
+    let pki = EnginePki::create(&demo.scratch.path("pki"), mgr01, &agents)?;
+    println!(
+        "mgr01$ openssl ...   # the cluster CA signs mgr01.pem, agt01.pem ... and the operator's cert (docs/docker.md)"
+    );
+    let socket = demo.scratch.path("docker.sock");
+    let tcp = format!("tcp://{}:{}", mgr01.ip, engine::PORT);
+    let mut extra = vec!["--docker-api".to_owned(), format!("unix://{}", socket.display()), "--docker-api".into(), tcp];
+    extra.extend(pki.manager_args());
+    demo.daemons.push(engine::start_manager(demo.scratch, &demo.store, mgr01, &extra)?);
+    println!(
+        "mgr01$ overlay manage --store {} --docker-api unix://{} --docker-api tcp://{}:{} \\\n         --tls-ca ca.pem --tls-cert mgr01.pem --tls-key mgr01.key",
+        demo.store,
+        socket.display(),
+        mgr01.ip,
+        engine::PORT
+    );
+    demo.cli = Some(DockerCli::unix(&socket, &demo.scratch.path("docker-config")));
+    demo.pki = Some(pki);
     Ok(())
 }
 
@@ -174,20 +210,19 @@ fn agents_join(demo: &mut Demo) -> anyhow::Result<()> {
     let resolver: Ipv4Addr = docker::DNS_LISTEN.split(':').next().unwrap_or_default().parse()?;
     for name in AGENTS {
         let ip = demo.lab.host(name).ip;
-        let mut extra = Vec::new();
-        let mut shown = String::new();
-        if name == DOCKER_HOST {
-            // dockerd names only the agent's resolver, which answers the cluster's names
-            // and forwards the rest (docs/docker.md).
-            println!("{name}$ dockerd --iptables=false --bridge=none   # resolv.conf: nameserver {resolver}");
-            let dockerd = Dockerd::start(demo.lab.host(name), resolver)?;
-            // The image: `docker import` of Debian's busybox-static; nothing is pulled.
-            dockerd.docker(&["tag", docker::IMAGE, "busybox"])?;
-            extra = dockerd.agent_args(&demo.scratch.path("agt01-docker"));
-            demo.dockerd = Some(dockerd);
-            shown = " --docker".into();
-        }
-        println!("{name}$ overlay agent --store {} --advertise {ip}{shown}", demo.store);
+        // dockerd names only the agent's resolver, which answers the cluster's names
+        // and forwards the rest (docs/docker.md).
+        println!("{name}$ dockerd --iptables=false --bridge=none   # resolv.conf: nameserver {resolver}");
+        let dockerd = Dockerd::start(demo.lab.host(name), resolver)?;
+        // The image: `docker import` of Debian's busybox-static; nothing is pulled.
+        dockerd.docker(&["tag", docker::IMAGE, "busybox"])?;
+        let mut extra = dockerd.agent_args(&demo.scratch.path(&format!("{name}-docker")));
+        extra.extend(demo.pki.as_ref().context("no certificates")?.agent_args(name)?);
+        demo.dockerds.insert(name.to_owned(), dockerd);
+        println!(
+            "{name}$ overlay agent --store {} --advertise {ip} --docker \\\n         --docker-tls-ca ca.pem --docker-tls-cert {name}.pem --docker-tls-key {name}.key",
+            demo.store
+        );
         demo.daemons.push(cluster::start_container_agent_with(demo.scratch, &demo.store, demo.lab, name, &extra)?);
     }
     let agents: Vec<&overlay_tests::Host> = AGENTS.iter().map(|n| demo.lab.host(n)).collect();
@@ -319,5 +354,71 @@ fn docker_step(demo: &mut Demo) -> anyhow::Result<()> {
         Ok(if answer.trim().is_empty() { Err("no answer yet".into()) } else { Ok(()) })
     })?;
     demo.overlay(&native_host, &["exec", &native, "--", "ping", "-c", "3", "-i", "0.2", "busybox03"])?;
+    Ok(())
+}
+
+/// Where `docker ps` says `name` runs (`NODE/NAME` in the last column).
+fn node_of(ps: &str, name: &str) -> Option<String> {
+    ps.lines().find_map(|line| line.split_whitespace().last()?.strip_suffix(&format!("/{name}")).map(str::to_owned))
+}
+
+fn seed_commands(demo: &mut Demo) -> anyhow::Result<()> {
+    println!("mgr01$ export DOCKER_HOST=unix://{}", demo.scratch.path("docker.sock").display());
+    let info = demo.manager_docker(&["info"])?;
+    let healthy = info.lines().filter(|l| l.trim() == "└ Status: Healthy").count();
+    if healthy != AGENTS.len() {
+        bail!("docker info through the manager shows {healthy} of {} nodes Healthy", AGENTS.len());
+    }
+    println!("# A clean slate for the seed's names: the containers and the network of steps 7-10 go,");
+    println!("# native ones included, through the manager too.");
+    demo.manager_docker(&["rm", "-f", "busybox01", "busybox02", "busybox03"])?;
+    // The native containers' agents withdraw their endpoints a moment later.
+    wait_for("my_network to be free", Duration::from_secs(15), || {
+        let out = demo.cli.as_ref().context("no CLI")?.output(&["network", "rm", "my_network"], None)?;
+        Ok(if out.success { Ok(()) } else { Err(out.stderr) })
+    })?;
+    println!("mgr01$ docker network rm my_network\nmy_network");
+    // Every host's Docker drops its binding of the old network (the plugin's mirror).
+    wait_for("my_network to leave the hosts' Docker", Duration::from_secs(15), || {
+        for (host, dockerd) in &demo.dockerds {
+            if dockerd.docker(&["network", "ls", "--format", "{{.Name}}"])?.lines().any(|l| l == "my_network") {
+                return Ok(Err(format!("still on {host}")));
+            }
+        }
+        Ok(Ok(()))
+    })?;
+
+    demo.manager_docker(&["network", "create", "-d", "overlay", "--subnet", "10.0.9.0/24", "my_network"])?;
+    let ls = demo.manager_docker(&["network", "ls"])?;
+    if ls.lines().filter(|l| l.split_whitespace().nth(1) == Some("my_network")).count() != 1 {
+        bail!("docker network ls through the manager does not show my_network once");
+    }
+    for name in ["busybox01", "busybox02"] {
+        demo.manager_docker(&["run", "-d", "--name", name, "--net=my_network", "busybox", "sleep", "3600"])?;
+    }
+    let ps = demo.manager_docker(&["ps"])?;
+    let (one, two) = (node_of(&ps, "busybox01"), node_of(&ps, "busybox02"));
+    if one.is_none() || one == two {
+        bail!("busybox01 on {one:?} and busybox02 on {two:?}: not spread over the agents");
+    }
+    let out = demo.manager_docker(&["exec", "busybox02", "ping", "-c", "3", "busybox01"])?;
+    if !out.contains("3 packets received") {
+        bail!("busybox02 did not reach busybox01 by name through docker exec");
+    }
+    println!("mgr01$ echo hi | docker run -i --rm --net=my_network busybox cat");
+    let cli = demo.cli.as_ref().context("no CLI")?;
+    let out = cli.output(&["run", "-i", "--rm", "--net=my_network", "busybox", "cat"], Some(b"hi\n"))?;
+    print!("{}", out.stdout);
+    if out.stdout != "hi\n" {
+        bail!("docker run -i through the manager did not round-trip stdin: {out:?}");
+    }
+
+    // The same from another host, over TCP with the operator's client certificate.
+    let pki = demo.pki.as_ref().context("no certificates")?;
+    let certs = pki.ca.docker_cert_path(&pki.client, &demo.scratch.path("operator-certs"))?;
+    let address = std::net::SocketAddr::from((demo.lab.host("mgr01").ip, engine::PORT));
+    let remote = DockerCli::tls(address, &certs, &demo.lab.host("store01").ns, &demo.scratch.path("docker-config"));
+    println!("store01$ DOCKER_CERT_PATH=~/.docker/cluster docker --tlsverify -H tcp://{address} ps");
+    print!("{}", remote.run(&["ps"])?);
     Ok(())
 }
