@@ -8,6 +8,7 @@ pub mod agents;
 pub mod datapath;
 pub mod dns;
 pub mod ebpf;
+pub mod faults;
 pub mod flannel_peer;
 pub mod ipam;
 pub mod links;

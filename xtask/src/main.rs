@@ -43,6 +43,10 @@ enum Task {
         /// Only the datapath figures, not the control plane.
         #[arg(long)]
         datapath_only: bool,
+        /// Only the fault scenarios (etcd leader killed, a host cut off from the store,
+        /// the agent killed at random points), added to the JSON as `faults`.
+        #[arg(long, conflicts_with = "datapath_only")]
+        faults: bool,
         /// Write the figures as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -89,7 +93,7 @@ fn run_task() -> anyhow::Result<()> {
             let demo = root.join("target/debug/overlay-demo");
             run::program_with_env(&demo, &["--store", &store], &[("OVERLAY_BIN", overlay.as_os_str())])
         }
-        Task::Bench { quick, datapath_only, json, chart } => {
+        Task::Bench { quick, datapath_only, faults, json, chart } => {
             setup::all(&root)?;
             run::remove_stale_labs()?;
             run::cargo(&root, &["build", "--release", "--workspace", "--bins"])?;
@@ -99,6 +103,9 @@ fn run_task() -> anyhow::Result<()> {
             }
             if datapath_only {
                 args.push("--datapath-only".into());
+            }
+            if faults {
+                args.push("--faults".into());
             }
             let json = json.unwrap_or_else(|| root.join("bench-results/bench.json"));
             let chart = chart.unwrap_or_else(|| root.join("bench-results/bench.svg"));

@@ -28,6 +28,10 @@ struct Args {
     /// Only the DNS comparison with Docker's embedded DNS (a quick check).
     #[arg(long)]
     dns_only: bool,
+    /// Only the fault scenarios (etcd leader killed, a host cut off from the store, the
+    /// agent killed at random points), added to the JSON file as its `faults` section.
+    #[arg(long)]
+    faults: bool,
     /// Only the mesh convergence figure (a quick check).
     #[arg(long)]
     mesh_only: bool,
@@ -61,6 +65,24 @@ fn main() -> anyhow::Result<()> {
     if args.dns_only {
         let dns = overlay_bench::dns::run(std::time::Duration::from_secs(5))?;
         println!("{}", serde_json::to_string_pretty(&dns)?);
+        return Ok(());
+    }
+    if args.faults {
+        let sizes =
+            if args.quick { overlay_bench::faults::Sizes::quick() } else { overlay_bench::faults::Sizes::full() };
+        let faults = overlay_bench::faults::run(sizes)?;
+        println!("{faults}");
+        // Added to the figures of the last full run, which stay as they are.
+        let mut document: serde_json::Map<String, serde_json::Value> =
+            std::fs::read(&args.json).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
+        document.insert("faults".into(), serde_json::to_value(&faults)?);
+        if let Some(dir) = args.json.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&args.json, serde_json::to_string_pretty(&document)?)?;
+        println!("figures: {}", args.json.display());
+        let problems = faults.problems();
+        ensure!(problems.is_empty(), "fault figures off target: {problems:#?}");
         return Ok(());
     }
     if args.mesh_only {
