@@ -24,6 +24,13 @@ pub enum NetnsError {
 /// Where `ip netns add NAME` puts namespace handles.
 pub const NETNS_DIR: &str = "/run/netns";
 
+/// Whether `path` holds a namespace (nsfs is mounted on it), not only the empty file a
+/// creation interrupted before its mount leaves.
+pub fn is_namespace(path: &Path) -> bool {
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    nix::sys::statfs::statfs(path).is_ok_and(|fs| fs.filesystem_type().0 == NSFS_MAGIC)
+}
+
 /// Where `ip netns add NAME` puts the namespace handle.
 pub fn path(name: &str) -> PathBuf {
     PathBuf::from(NETNS_DIR).join(name)

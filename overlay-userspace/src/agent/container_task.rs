@@ -201,6 +201,11 @@ impl<S: Store + Transact> ContainerTask<S> {
     async fn start(&mut self, record: ContainerRecord) -> Started {
         let netns_name = self.config.netns_name(&record.name);
         let netns_path = netns::path(&netns_name);
+        // A file without a namespace mounted on it is what a kill during the creation
+        // leaves: made again, not adopted.
+        if netns_path.exists() && !netns::is_namespace(&netns_path) {
+            let _ = std::fs::remove_file(&netns_path);
+        }
         let adopting = netns_path.exists();
         let mut joined = Vec::new();
         let result = self.attach_all(&record, &netns_path, adopting, &mut joined).await;
@@ -333,7 +338,9 @@ impl<S: Store + Transact> ContainerTask<S> {
                 endpoint: endpoint.clone(),
                 network_name: network.name.clone(),
             });
-            if !already_attached {
+            if already_attached {
+                container::configure(&self.host, netns_path, &attachment).await?;
+            } else {
                 container::attach(&self.host, netns_path, &attachment).await?;
             }
             let spec = endpoint.local_spec(network.vni, &attachment.host_interface);
@@ -413,7 +420,7 @@ impl<S: Store + Transact> ContainerTask<S> {
         }
         kill_all_in(&netns_path);
         let mut clean = self.undo_networks(&name, &running.joined).await;
-        if let Err(e) = self.store.delete(&record::status_key(&name)).await {
+        if let Err(e) = self.delete_own_status(&name).await {
             tracing::warn!("removing the status of {name}: {e}");
             clean = false;
         }
@@ -459,6 +466,19 @@ impl<S: Store + Transact> ContainerTask<S> {
             }
         }
         clean
+    }
+
+    /// Deletes the status of container `name` if this node wrote it: a container of the
+    /// same name made again on another host may have written its own already.
+    async fn delete_own_status(&self, name: &str) -> Result<(), crate::store::StoreError> {
+        let key = record::status_key(name);
+        let Some(entry) = self.store.get(&key).await? else { return Ok(()) };
+        let theirs = serde_json::from_slice::<ContainerStatus>(&entry.value)
+            .is_ok_and(|status| status.node_id != self.config.node_id);
+        if !theirs {
+            self.store.delete_if(&key, entry.mod_revision).await?;
+        }
+        Ok(())
     }
 
     fn delete_namespace(&self, name: &str) {
@@ -522,7 +542,7 @@ impl<S: Store + Transact> ContainerTask<S> {
             let netns_path = netns::path(&self.config.netns_name(&name));
             kill_all_in(&netns_path);
             let mut clean = self.undo_networks(&name, &joined).await;
-            clean &= self.store.delete(&record::status_key(&name)).await.is_ok();
+            clean &= self.delete_own_status(&name).await.is_ok();
             if clean {
                 self.delete_namespace(&name);
             }

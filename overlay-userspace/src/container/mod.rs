@@ -109,6 +109,13 @@ pub async fn attach(host: &Netlink, netns_path: &Path, attachment: &Attachment) 
     .await?;
     netns::disable_ipv6_here(Some(&attachment.host_interface))
         .map_err(|source| NetnsError::Create { path: PathBuf::from(&attachment.host_interface), source })?;
+    configure(host, netns_path, attachment).await
+}
+
+/// The steps of [`attach`] after the veth exists, each idempotent (`ip link set up`,
+/// `ip addr replace`, `ip route replace`): an agent adopting a container that was
+/// killed half-way through attaching it finishes the job.
+pub async fn configure(host: &Netlink, netns_path: &Path, attachment: &Attachment) -> Result<(), ContainerError> {
     host.set_up(&attachment.host_interface).await?;
     let inside = Netlink::connect_in(netns_path)?;
     inside.add_ipv4(&attachment.interface, attachment.ip, attachment.prefix_len).await?;
