@@ -57,3 +57,21 @@ pub fn pinned_endpoints(pin_dir: &Path, map: &'static str) -> Result<Vec<(u32, I
     entries.sort();
     Ok(entries)
 }
+
+/// Every entry of the pinned remote endpoint table as (VNI, address, VTEP): where this
+/// host sends each container of another host. Like `bpftool map dump pinned`.
+pub fn pinned_remotes(pin_dir: &Path) -> Result<Vec<(u32, Ipv4Addr, Ipv4Addr)>, DatapathError> {
+    let map = map_names::REMOTE_ENDPOINTS;
+    let path = pin_dir.join("maps").join(map);
+    let data = MapData::from_pin(&path).map_err(|source| DatapathError::Pinned { path, source })?;
+    let table: HashMap<MapData, EndpointKey, RemoteEndpoint> =
+        HashMap::try_from(Map::HashMap(data)).map_err(|source| DatapathError::Map { map, source })?;
+    let mut entries = Vec::new();
+    for entry in table.iter() {
+        let (key, value) = entry.map_err(|source| DatapathError::Map { map, source })?;
+        let octets = overlay_common::ipv4_octets;
+        entries.push((key.vni, Ipv4Addr::from(octets(key.ip)), Ipv4Addr::from(octets(value.vtep))));
+    }
+    entries.sort();
+    Ok(entries)
+}

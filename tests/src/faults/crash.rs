@@ -234,6 +234,9 @@ fn body(cluster: &mut Cluster, size: Size) -> anyhow::Result<Figures> {
                 figures.leaks += audit.problems.len() + host.len();
                 figures.duplicates += audit.duplicate_addresses;
                 figures.problems.push(format!("{error:#}"));
+                if let Some(agent) = &cluster.agents[0] {
+                    eprintln!("{}", agent.log_tail());
+                }
                 break;
             }
         }

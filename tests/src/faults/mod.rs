@@ -3,6 +3,7 @@
 //! both get the same figures back.
 
 pub mod audit;
+pub mod churn;
 pub mod crash;
 pub mod fixture;
 pub mod leader_kill;
