@@ -114,3 +114,24 @@ pub fn full_mesh(
     }
     Ok(())
 }
+
+/// The names of the programs attached at the TCX ingress of `interface` in namespace
+/// `ns`, as the kernel reports them (`BPF_PROG_QUERY`; the first 15 bytes of each name).
+/// This bpftool's `net show` does not list TCX links, so it cannot answer this.
+pub fn tcx_ingress_programs(ns: &str, interface: &str) -> anyhow::Result<Vec<String>> {
+    use aya::programs::{SchedClassifier, TcAttachType};
+    let (_, programs) = netns::run_in(ns, || SchedClassifier::query_tcx(interface, TcAttachType::Ingress))?
+        .with_context(|| format!("TCX ingress programs of {interface} in {ns}"))?;
+    Ok(programs.iter().map(|p| p.name_as_str().unwrap_or("?").to_owned()).collect())
+}
+
+/// Whether the kernel still has the BPF link `id` (`bpftool link show id ID`).
+pub fn link_exists(id: u32) -> bool {
+    aya::programs::loaded_links().filter_map(Result::ok).any(|link| link.id() == id)
+}
+
+/// The ID of the link pinned at `pin` (`bpftool link show pinned PIN`).
+pub fn pinned_link_id(pin: &std::path::Path) -> anyhow::Result<u32> {
+    let link = aya::programs::links::PinnedLink::from_pin(pin).with_context(|| format!("{}", pin.display()))?;
+    Ok(aya::programs::links::FdLink::from(link).info()?.id())
+}

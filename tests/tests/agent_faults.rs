@@ -11,7 +11,7 @@ use anyhow::bail;
 use overlay_tests::{
     Lab,
     cluster::{self, Daemon, Scratch},
-    cmd,
+    cmd, datapath,
     etcd::Etcd,
     traffic,
 };
@@ -20,6 +20,9 @@ use overlay_tests::{
 fn run_on(lab: &Lab, store: &str, node: &str, name: &str) -> anyhow::Result<(String, std::net::Ipv4Addr)> {
     cluster::run_container(lab, store, node, name, "net1", &[])
 }
+
+/// The program the agent attaches at the underlay interface's TCX ingress.
+const UNDERLAY_PROGRAM: &str = "overlay_from_underlay";
 
 /// The agents' lease in the restart test.
 const TTL_SECS: u64 = 8;
@@ -164,7 +167,11 @@ fn cleanup_removes_namespaces_and_pins() -> anyhow::Result<()> {
         let (ns, _) = run_on(&lab, &store, "agt01", "c1")?;
         agent.terminate()?;
         assert!(cmd::run(&["ip", "netns", "list"])?.contains(&ns));
-        assert!(host.pin_dir.join("links/underlay").exists());
+        // What the pins keep alive once the agent is gone: the underlay link, attaching
+        // the underlay program at eth0's TCX ingress.
+        let underlay_link = datapath::pinned_link_id(&host.pin_dir.join("links/underlay"))?;
+        let attached = datapath::tcx_ingress_programs(&host.ns, "eth0")?;
+        assert!(attached.iter().any(|p| UNDERLAY_PROGRAM.starts_with(p.as_str())), "not attached: {attached:?}");
         let bridge = overlay::datapath::HEADROOM_BRIDGE;
         assert!(cmd::ip(&host.ns, &["link", "show", bridge]).is_ok(), "no {bridge} after a container started");
 
@@ -185,9 +192,10 @@ fn cleanup_removes_namespaces_and_pins() -> anyhow::Result<()> {
         )?;
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(!cmd::run(&["ip", "netns", "list"])?.contains(&ns), "the container namespace is still there");
+        let attached = datapath::tcx_ingress_programs(&host.ns, "eth0")?;
+        assert!(attached.is_empty(), "programs still attached at eth0's TCX ingress: {attached:?}");
+        assert!(!datapath::link_exists(underlay_link), "the underlay link {underlay_link} is still in the kernel");
         assert!(!host.pin_dir.exists(), "the pins are still there");
-        let tcx = cmd::run_in(&host.ns, &["bpftool", "net", "show", "dev", "eth0"])?;
-        assert!(!tcx.contains("overlay_from_underlay"), "the underlay program is still attached: {tcx}");
         let links = cmd::run_in(&host.ns, &["ip", "-o", "link", "show"])?;
         assert!(!links.contains(bridge), "the headroom bridge is still there: {links}");
         Ok(())
