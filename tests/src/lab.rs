@@ -78,6 +78,7 @@ impl ContainerSpec {
 pub struct LabBuilder {
     tag: String,
     hosts: Vec<(String, Ipv4Addr, u8)>,
+    outside: Option<(String, Ipv4Addr, u8)>,
 }
 
 impl LabBuilder {
@@ -86,6 +87,24 @@ impl LabBuilder {
     pub fn host(mut self, name: &str, cidr: &str) -> Self {
         let (ip, len) = cidr.split_once('/').expect("host address as a.b.c.d/len");
         self.hosts.push((name.to_owned(), ip.parse().expect("IPv4 host address"), len.parse().expect("prefix length")));
+        self
+    }
+
+    /// Adds the outside world: a host with address `cidr` (a TEST-NET address, e.g.
+    /// "203.0.113.10/24") on a subnet of its own, reachable from the lab's hosts only
+    /// through the router namespace (made even when the hosts share one subnet; they
+    /// then get their default route through it). The router knows the hosts' subnets
+    /// and this one, nothing else: the outside host has no way to the overlay's
+    /// subnets. It is a [`Host`] of the lab without a datapath.
+    pub fn outside(mut self, name: &str, cidr: &str) -> Self {
+        let (ip, len) = cidr.split_once('/').expect("outside address as a.b.c.d/len");
+        let ip: Ipv4Addr = ip.parse().expect("IPv4 outside address");
+        assert!(
+            [Ipv4Addr::new(203, 0, 113, 0), Ipv4Addr::new(198, 51, 100, 0), Ipv4Addr::new(192, 0, 2, 0)]
+                .contains(&Ipv4Addr::from(u32::from(ip) & 0xffff_ff00)),
+            "the outside host takes a TEST-NET address (RFC 5737), not {ip}"
+        );
+        self.outside = Some((name.to_owned(), ip, len.parse().expect("prefix length")));
         self
     }
 
@@ -102,7 +121,7 @@ impl LabBuilder {
             children: Mutex::new(Vec::new()),
         };
         // From here on, Drop tears down whatever was made, even if a step fails.
-        lab.setup(self.hosts)?;
+        lab.setup(self.hosts, self.outside)?;
         Ok(lab)
     }
 }
@@ -126,7 +145,7 @@ fn subnet_of(ip: Ipv4Addr, len: u8) -> (Ipv4Addr, u8) {
 impl Lab {
     /// `tag` names the test; it is part of every namespace name (keep it short).
     pub fn builder(tag: &str) -> LabBuilder {
-        LabBuilder { tag: tag.to_owned(), hosts: Vec::new() }
+        LabBuilder { tag: tag.to_owned(), hosts: Vec::new(), outside: None }
     }
 
     /// The hosts of ../shared/SCENARIO.md on one underlay subnet: store01 (etcd), mgr01
@@ -153,7 +172,11 @@ impl Lab {
         Ok(())
     }
 
-    fn setup(&mut self, hosts: Vec<(String, Ipv4Addr, u8)>) -> anyhow::Result<()> {
+    fn setup(
+        &mut self,
+        hosts: Vec<(String, Ipv4Addr, u8)>,
+        outside: Option<(String, Ipv4Addr, u8)>,
+    ) -> anyhow::Result<()> {
         if hosts.is_empty() {
             bail!("a lab needs at least one host");
         }
@@ -169,7 +192,7 @@ impl Lab {
             cmd::ip(&ul, &["link", "add", bridge, "type", "bridge"])?;
             cmd::ip(&ul, &["link", "set", bridge, "up"])?;
         }
-        if subnets.len() > 1 {
+        if subnets.len() > 1 || outside.is_some() {
             // The router takes the first address of each subnet.
             let router = format!("{}-rt", self.prefix);
             self.add_ns(&router)?;
@@ -183,6 +206,28 @@ impl Lab {
                 cmd::ip(&router, &["addr", "add", &format!("{gw}/{len}"), "dev", &leg])?;
                 cmd::ip(&router, &["link", "set", &leg, "up"])?;
                 *gateway = Some(gw);
+            }
+            if let Some((name, ip, len)) = &outside {
+                let ns = format!("{}-{name}", self.prefix);
+                self.add_ns(&ns)?;
+                let (net, _) = subnet_of(*ip, *len);
+                let gw = Ipv4Addr::from(u32::from(net) + 1);
+                cmd::ip(&router, &["link", "add", "out0", "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+                cmd::ip(&router, &["addr", "add", &format!("{gw}/{len}"), "dev", "out0"])?;
+                cmd::ip(&router, &["link", "set", "out0", "up"])?;
+                cmd::ip(&ns, &["addr", "add", &format!("{ip}/{len}"), "dev", "eth0"])?;
+                cmd::ip(&ns, &["link", "set", "eth0", "up"])?;
+                cmd::ip(&ns, &["route", "add", "default", "via", &gw.to_string()])?;
+                let pin_dir = PathBuf::from(BPFFS).join(&ns);
+                self.hosts.push(Host {
+                    name: name.clone(),
+                    ns,
+                    ip: *ip,
+                    prefix_len: *len,
+                    interface: "eth0".into(),
+                    gateway: Some(gw),
+                    pin_dir,
+                });
             }
             self.router = Some(router);
         }

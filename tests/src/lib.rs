@@ -20,6 +20,7 @@ pub mod faults;
 pub mod ipam;
 pub mod kernel_vxlan;
 pub mod lab;
+pub mod outside;
 pub mod overlay_binary;
 pub mod packets;
 pub mod pki;
