@@ -18,9 +18,21 @@ pub mod map_names {
     pub const MEMBERS: &str = "OVL_MEMBERS";
     pub const COUNTERS: &str = "OVL_COUNTERS";
     pub const NET_COUNTERS: &str = "OVL_NET_COUNTS";
+    pub const SUBNETS: &str = "OVL_SUBNETS";
+    pub const EGRESS: &str = "OVL_EGRESS";
 
-    pub const ALL: [&str; 8] =
-        [CONFIG, NETWORKS, INTERFACES, LOCAL_ENDPOINTS, REMOTE_ENDPOINTS, MEMBERS, COUNTERS, NET_COUNTERS];
+    pub const ALL: [&str; 10] = [
+        CONFIG,
+        NETWORKS,
+        INTERFACES,
+        LOCAL_ENDPOINTS,
+        REMOTE_ENDPOINTS,
+        MEMBERS,
+        COUNTERS,
+        NET_COUNTERS,
+        SUBNETS,
+        EGRESS,
+    ];
 }
 
 /// Names of the TC programs in the agent's object file (the only programs in it).
@@ -40,6 +52,8 @@ pub mod capacity {
     pub const MEMBERS: u32 = 1024;
     /// Networks whose per-network counters are kept (indexed by a slot, not by VNI).
     pub const NET_COUNTERS: u32 = 4096;
+    /// Subnets of the cluster's overlay networks (all of them, not only this host's).
+    pub const SUBNETS: u32 = 4096;
 }
 
 /// The IPv4 address as a map key/value: its four octets as they are on the wire.
@@ -132,6 +146,36 @@ pub struct Member {
     pub _reserved: u32,
 }
 
+/// `OVL_SUBNETS[prefix]` (an LPM trie keyed by prefix length and [`ipv4_key`]): the
+/// subnet of an overlay network of the cluster. A container's packet whose destination
+/// is in none of them is off the overlay: it leaves through egress if the container's
+/// own subnet has [`Subnet::EGRESS`]. Subnets never overlap (the cluster refuses it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Subnet {
+    pub vni: u32,
+    /// [`Subnet::EGRESS`], or 0 for an internal network.
+    pub flags: u32,
+}
+
+impl Subnet {
+    /// The network reaches addresses off the overlay through its host (not `--internal`).
+    pub const EGRESS: u32 = 1;
+}
+
+/// `OVL_EGRESS[0]`: the device through which a container's packets for addresses off
+/// the overlay enter the host's stack. Not the container's own veth: that is a port of
+/// the headroom bridge, which would take the frame and drop it. The packet is
+/// redirected to this device's ingress addressed to its MAC, so the stack takes it as
+/// received there and routes it. `ifindex` 0: no egress on this host.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EgressDevice {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
 /// One counter cell: `OVL_COUNTERS[Reason::slot(direction)]` and
 /// `OVL_NET_COUNTS[network slot * Direction::COUNT + direction]`, per CPU.
 #[repr(C)]
@@ -150,6 +194,8 @@ const _: () = {
     assert!(size_of::<RemoteEndpoint>() == 12);
     assert!(size_of::<Member>() == 4);
     assert!(size_of::<Counter>() == 16);
+    assert!(size_of::<Subnet>() == 8);
+    assert!(size_of::<EgressDevice>() == 12);
 };
 
 #[cfg(feature = "user")]
@@ -165,4 +211,6 @@ mod pod {
     unsafe impl aya::Pod for RemoteEndpoint {}
     unsafe impl aya::Pod for Member {}
     unsafe impl aya::Pod for Counter {}
+    unsafe impl aya::Pod for Subnet {}
+    unsafe impl aya::Pod for EgressDevice {}
 }

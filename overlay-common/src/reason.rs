@@ -16,6 +16,9 @@ pub enum Reason {
     ArpAnswered = 3,
     /// Not overlay traffic: handed to the host's stack untouched.
     PassedToHost = 4,
+    /// A container's packet for an address off the overlay, handed to the host's stack,
+    /// which masquerades it (egress; published ports' replies leave this way too).
+    Egress = 5,
 
     /// The veth is not registered as a container interface.
     UnknownInterface = 16,
@@ -51,6 +54,13 @@ pub enum Reason {
     InnerSourceMismatch = 31,
     /// The host configuration map is empty: the agent has not configured this host.
     NotConfigured = 32,
+    /// A container sent to an address off the overlay, and its network has no way out
+    /// (`--internal`).
+    NoEgress = 33,
+    /// A container sent UDP to the VXLAN port of a cluster member or of this host (or a
+    /// later fragment of UDP to one, which could hide it): masqueraded, it would pass the
+    /// member check there as if this host had sent it.
+    EgressVxlan = 34,
 }
 
 /// Which program counted the packet.
@@ -80,12 +90,13 @@ impl Reason {
     /// One past the largest reason number: the counter map holds `SLOTS * Direction::COUNT` cells.
     pub const SLOTS: u32 = 64;
 
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 25] = [
         Reason::Encapsulated,
         Reason::Decapsulated,
         Reason::DeliveredLocally,
         Reason::ArpAnswered,
         Reason::PassedToHost,
+        Reason::Egress,
         Reason::UnknownInterface,
         Reason::UnsupportedProtocol,
         Reason::Truncated,
@@ -103,6 +114,8 @@ impl Reason {
         Reason::InnerNotIpv4,
         Reason::InnerSourceMismatch,
         Reason::NotConfigured,
+        Reason::NoEgress,
+        Reason::EgressVxlan,
     ];
 
     pub const fn is_drop(self) -> bool {
@@ -122,6 +135,7 @@ impl Reason {
             Reason::DeliveredLocally => "delivered-locally",
             Reason::ArpAnswered => "arp-answered",
             Reason::PassedToHost => "passed-to-host",
+            Reason::Egress => "egress",
             Reason::UnknownInterface => "drop-unknown-interface",
             Reason::UnsupportedProtocol => "drop-unsupported-protocol",
             Reason::Truncated => "drop-truncated",
@@ -139,6 +153,8 @@ impl Reason {
             Reason::InnerNotIpv4 => "drop-inner-not-ipv4",
             Reason::InnerSourceMismatch => "drop-inner-source-mismatch",
             Reason::NotConfigured => "drop-not-configured",
+            Reason::NoEgress => "drop-no-egress",
+            Reason::EgressVxlan => "drop-egress-vxlan",
         }
     }
 

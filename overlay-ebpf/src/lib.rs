@@ -7,6 +7,7 @@
 pub mod arp;
 pub mod counters;
 pub mod decap;
+pub mod egress;
 pub mod encap;
 pub mod fdb;
 pub mod headers;

@@ -9,7 +9,7 @@
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use overlay_common::{Direction, NO_NETWORK_SLOT, Reason};
 use overlay_ebpf::{
-    arp, decap, encap,
+    arp, decap, egress, encap,
     fdb::{self, Destination},
     headers::{self, ETH_P_ARP, ETH_P_IP, EthHdr, Ipv4Hdr},
     local,
@@ -52,7 +52,7 @@ fn from_container(ctx: &TcContext) -> Verdict {
                 Destination::Remote(endpoint) => {
                     encap::to_remote(ctx, &eth, &ip, iface.vni, &endpoint, iface.counter_slot)
                 }
-                Destination::Unknown => Err(Reason::UnknownDestination),
+                Destination::Unknown => egress::to_host(ctx, &ip, &iface),
             }
         }
         _ => Err(Reason::UnsupportedProtocol),

@@ -5,11 +5,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray},
 };
 use overlay_common::{
-    Counter, Direction, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NetworkInfo, Reason, RemoteEndpoint,
-    capacity,
+    Counter, Direction, EgressDevice, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NetworkInfo, Reason,
+    RemoteEndpoint, Subnet, capacity,
 };
 
 #[map]
@@ -35,3 +35,11 @@ pub static OVL_COUNTERS: PerCpuArray<Counter> = PerCpuArray::pinned(Reason::SLOT
 
 #[map]
 pub static OVL_NET_COUNTS: PerCpuArray<Counter> = PerCpuArray::pinned(capacity::NET_COUNTERS * Direction::COUNT, 0);
+
+/// Keyed by prefix length and address as on the wire: a lookup of an address finds the
+/// overlay subnet that holds it.
+#[map]
+pub static OVL_SUBNETS: LpmTrie<u32, Subnet> = LpmTrie::pinned(capacity::SUBNETS, 0);
+
+#[map]
+pub static OVL_EGRESS: Array<EgressDevice> = Array::pinned(1, 0);

@@ -7,6 +7,7 @@ pub mod container;
 pub mod datapath;
 pub mod dns;
 pub mod docker;
+pub mod egress;
 pub mod endpoint;
 pub mod engine;
 pub mod labels;

@@ -37,6 +37,7 @@ pub struct NetworkFacts {
     pub name: String,
     pub vni: u32,
     pub gateway: Ipv4Addr,
+    pub subnet: ipnet::Ipv4Net,
     pub internal: bool,
 }
 
@@ -93,6 +94,7 @@ impl Topology {
                         name: network.name,
                         vni: network.vni,
                         gateway: network.gateway,
+                        subnet: network.subnet,
                         internal: network.internal,
                     };
                     if self.networks.get(id) != Some(&facts) {

@@ -319,6 +319,7 @@ impl Node {
             id.clone(),
             stats,
             Some(names.clone()),
+            None,
             shutdown,
         ));
         Ok(Node {

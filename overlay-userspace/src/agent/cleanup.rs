@@ -1,17 +1,22 @@
 //! `overlay agent --cleanup`: takes this host's overlay apart (uninstall, or recovery
 //! after a crash): the containers' namespaces with their processes, their resolv.conf
-//! files, the pinned datapath (programs detach, maps are freed) and the bridge that
-//! lends container veths their headroom (`datapath::headroom`). The cluster store
-//! is not touched: the node's records expire with its lease.
+//! files, the pinned datapath (programs detach, maps are freed), the bridge that
+//! lends container veths their headroom (`datapath::headroom`), and the agent's
+//! nftables table and egress device (egress and published ports). The cluster store
+//! is not touched: the node's records expire with its lease. Forwarding, which the
+//! agent turned on for the underlay interface, stays on: other software of the host
+//! may rely on it by then.
 
 use std::path::Path;
 
-use crate::{datapath, dns, netns};
+use crate::{datapath, dns, egress, netns};
 
 #[derive(Debug, Default)]
 pub struct CleanupReport {
     pub namespaces: Vec<String>,
     pub pins_removed: bool,
+    pub egress_table_removed: bool,
+    pub egress_device_removed: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +27,10 @@ pub enum CleanupError {
     Datapath(#[from] datapath::DatapathError),
     #[error("listing /run/netns: {0}")]
     List(std::io::Error),
+    #[error(transparent)]
+    Egress(#[from] egress::EgressError),
+    #[error("starting a runtime for nft: {0}")]
+    Runtime(std::io::Error),
 }
 
 pub fn cleanup(pin_dir: &Path, netns_prefix: &str) -> Result<CleanupReport, CleanupError> {
@@ -46,5 +55,13 @@ pub fn cleanup(pin_dir: &Path, netns_prefix: &str) -> Result<CleanupReport, Clea
     datapath::remove_pins(pin_dir)?;
     // After the namespaces: their veths were its ports.
     datapath::remove_headroom_bridge()?;
+    // After the datapath: with the programs gone no container's packet reaches the host
+    // stack, so none leaves unmasqueraded.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(CleanupError::Runtime)?;
+    report.egress_table_removed = runtime.block_on(egress::remove_table())?;
+    report.egress_device_removed = runtime.block_on(async {
+        let host = crate::netlink::Netlink::connect().map_err(egress::EgressError::from)?;
+        egress::host::remove_device(&host).await
+    })?;
     Ok(report)
 }

@@ -19,6 +19,7 @@ use crate::{
     },
     datapath::{Datapath, DatapathError},
     dns,
+    egress::{self, Egress, EgressError},
     endpoint::{self, EndpointError, EndpointRecord},
     metrics::ContainerCount,
     netlink::{Netlink, NetlinkError},
@@ -82,6 +83,8 @@ pub struct ContainerTask<S: Store + Transact> {
     pub config: ContainerConfig,
     pub count: ContainerCount,
     pub dns: Option<DnsWiring>,
+    /// The host's egress; `None`: containers get no way out and publish no ports.
+    pub egress: Option<Arc<Egress>>,
 }
 
 /// A stable 64-hex-digit endpoint ID for a container on a network; its first 12 digits
@@ -343,6 +346,10 @@ impl<S: Store + Transact> ContainerTask<S> {
             } else {
                 container::attach(&self.host, netns_path, &attachment).await?;
             }
+            // The way back from the host's stack, for egress replies and published ports.
+            if self.egress.is_some() && !network.internal {
+                egress::host::connect_container(&self.host, &attachment.host_interface, ip, attachment.mac).await?;
+            }
             let spec = endpoint.local_spec(network.vni, &attachment.host_interface);
             {
                 // The network goes in first, so the container's first packet finds it; the
@@ -570,6 +577,8 @@ enum StartError {
     Ipam(#[from] IpamError),
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
+    #[error(transparent)]
+    Egress(#[from] EgressError),
 }
 
 impl StartError {

@@ -1,6 +1,7 @@
 //! The agent's datapath task: it watches the cluster state and keeps this host's
 //! datapath tables equal to what [`reconcile::desired`] says, applying only changes,
-//! and keeps the DNS names of the cluster's containers current.
+//! keeps the networks of the host's egress rules current (before the datapath lets a
+//! network's containers out), and keeps the DNS names of the cluster's containers current.
 
 use std::{
     net::Ipv4Addr,
@@ -15,6 +16,7 @@ use crate::{
     cluster::keys as cluster_keys,
     datapath::{Datapath, DatapathError, NetworkSpec},
     dns::NameView,
+    egress::Egress,
     metrics::ConvergenceStats,
     shutdown::Shutdown,
     store::{Store, WatchUpdate, watch_prefix},
@@ -29,6 +31,7 @@ pub fn read_tables(datapath: &mut Datapath) -> Result<Tables, DatapathError> {
         tables.remotes.insert((remote.vni, remote.ip), remote);
     }
     tables.members = datapath.members()?.into_iter().collect();
+    tables.subnets = datapath.subnets()?.into_iter().map(|s| (s.subnet, s)).collect();
     Ok(tables)
 }
 
@@ -51,17 +54,20 @@ fn apply(datapath: &mut Datapath, change: &Change) -> Result<(), DatapathError> 
         Change::RemoveRemote { vni, ip } => datapath.remove_remote_endpoint(vni, ip),
         Change::AddMember(vtep) => datapath.add_member(vtep),
         Change::RemoveMember(vtep) => datapath.remove_member(vtep),
+        Change::AddSubnet(spec) => datapath.add_subnet(spec),
+        Change::RemoveSubnet(subnet) => datapath.remove_subnet(subnet),
     }
 }
 
 /// Runs until `shutdown`. The datapath is shared with the container task, which adds
-/// and removes local endpoints.
+/// and removes local endpoints. Without `egress` no container gets out.
 pub async fn run<S: Store>(
     store: S,
     datapath: Arc<Mutex<Datapath>>,
     me: String,
     stats: Arc<std::sync::Mutex<ConvergenceStats>>,
     names: Option<NameView>,
+    egress: Option<Arc<Egress>>,
     shutdown: Shutdown,
 ) -> Result<(), DatapathError> {
     let mut current = read_tables(&mut *datapath.lock().await)?;
@@ -84,7 +90,19 @@ pub async fn run<S: Store>(
         if let Some(view) = &names {
             update_names(view, &state, touched);
         }
-        let mut desired = reconcile::desired(&state, &me);
+        // The masquerade of a network is in place before the datapath lets its
+        // containers out; if the rules cannot be written, nothing gets out.
+        let egress_ready = match &egress {
+            Some(egress) => match egress.set_networks(reconcile::egress_rules(&state)).await {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::error!("egress rules not written, containers get no way out: {error}");
+                    false
+                }
+            },
+            None => false,
+        };
+        let mut desired = reconcile::desired(&state, &me, egress_ready);
         // The container task adds a container's network itself (so its first packet
         // finds it), before its endpoint comes back through the store: the networks
         // table is read back each time (it is small), and a network with a container

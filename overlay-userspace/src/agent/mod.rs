@@ -61,6 +61,8 @@ pub enum AgentError {
     Docker(#[from] crate::docker::DockerError),
     #[error("the Docker engine endpoint: {0}")]
     Engine(#[from] crate::engine::EngineError),
+    #[error("egress could not start: {0}")]
+    Egress(#[from] crate::egress::EgressError),
     #[error(transparent)]
     Netlink(#[from] crate::netlink::NetlinkError),
     #[error("the overlay's underlay is IPv4: --advertise {0} is not an IPv4 address")]
@@ -164,7 +166,21 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
         "datapath attached"
     );
     let container_mtu = ready.container_mtu;
-    let datapath = std::sync::Arc::new(tokio::sync::Mutex::new(ready.datapath));
+    // The host's egress rules (its own nftables table), kept as a previous agent left
+    // them until the tasks below have read the cluster.
+    let egress = match crate::egress::Egress::start(&host, &ready.underlay_interface).await {
+        Ok(egress) => std::sync::Arc::new(egress),
+        Err(error) => {
+            membership.leave().await;
+            return Err(error.into());
+        }
+    };
+    let mut datapath = ready.datapath;
+    if let Err(error) = datapath.set_egress_device(egress.device, crate::egress::host::DEVICE_MAC) {
+        membership.leave().await;
+        return Err(AgentError::Datapath(datapath_setup::SetupError::Datapath(error)));
+    }
+    let datapath = std::sync::Arc::new(tokio::sync::Mutex::new(datapath));
 
     // The tasks stop on the operator's signal, or when one of them fails (the others
     // then clean up as on a signal).
@@ -226,14 +242,12 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     }
     let convergence = std::sync::Arc::new(std::sync::Mutex::new(crate::metrics::ConvergenceStats::default()));
     tasks.spawn({
-        let (store, datapath, me, stats, names) =
-            (store.clone(), datapath.clone(), node_id.clone(), convergence.clone(), names.clone());
+        let (store, datapath, me, stats, names, egress) =
+            (store.clone(), datapath.clone(), node_id.clone(), convergence.clone(), names.clone(), egress.clone());
         let shutdown = tasks_shutdown.clone();
         async move {
-            (
-                "datapath",
-                datapath_task::run(store, datapath, me, stats, Some(names), shutdown).await.map_err(AgentError::from),
-            )
+            let result = datapath_task::run(store, datapath, me, stats, Some(names), Some(egress), shutdown).await;
+            ("datapath", result.map_err(AgentError::from))
         }
     });
     let container_task = container_task::ContainerTask {
@@ -251,6 +265,7 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
         },
         count: containers.clone(),
         dns: Some(container_task::DnsWiring { view: names.clone(), upstreams: upstreams.clone() }),
+        egress: Some(egress.clone()),
     };
     tasks.spawn({
         let shutdown = tasks_shutdown.clone();

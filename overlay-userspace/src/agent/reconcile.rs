@@ -7,9 +7,12 @@ use std::{
     net::Ipv4Addr,
 };
 
+use ipnet::Ipv4Net;
+
 use crate::{
     container::mac_for,
-    datapath::{NetworkSpec, RemoteEndpointSpec},
+    datapath::{NetworkSpec, RemoteEndpointSpec, SubnetSpec},
+    egress::NetworkRules,
     topology::Topology,
 };
 
@@ -20,6 +23,9 @@ pub struct Tables {
     pub networks: BTreeMap<u32, NetworkSpec>,
     pub remotes: BTreeMap<(u32, Ipv4Addr), RemoteEndpointSpec>,
     pub members: BTreeSet<Ipv4Addr>,
+    /// Every overlay subnet of the cluster: the datapath keeps their traffic off egress,
+    /// and lets out the containers of those that have egress.
+    pub subnets: BTreeMap<Ipv4Net, SubnetSpec>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,11 +36,15 @@ pub enum Change {
     RemoveRemote { vni: u32, ip: Ipv4Addr },
     AddMember(Ipv4Addr),
     RemoveMember(Ipv4Addr),
+    AddSubnet(SubnetSpec),
+    RemoveSubnet(Ipv4Net),
 }
 
 /// The tables node `me` should have: the networks it has a container on, the containers
-/// of those networks on other live nodes, and every other live node as a member.
-pub fn desired(state: &Topology, me: &str) -> Tables {
+/// of those networks on other live nodes, every other live node as a member, and the
+/// subnet of every network (with egress where the network is not internal and
+/// `egress` says the host's egress rules are in place).
+pub fn desired(state: &Topology, me: &str, egress: bool) -> Tables {
     let mut tables = Tables::default();
     let local_networks: BTreeSet<&str> =
         state.endpoints.values().filter(|e| e.node_id == me).map(|e| e.network_id.as_str()).collect();
@@ -60,7 +70,20 @@ pub fn desired(state: &Topology, me: &str) -> Tables {
         );
     }
     tables.members = state.nodes.iter().filter(|(id, _)| id.as_str() != me).map(|(_, a)| *a).collect();
+    for n in state.networks.values() {
+        let spec = SubnetSpec { subnet: n.subnet, vni: n.vni, egress: egress && !n.internal };
+        tables.subnets.insert(n.subnet, spec);
+    }
     tables
+}
+
+/// The networks part of the host's egress rules: every network of the cluster.
+pub fn egress_rules(state: &Topology) -> Vec<NetworkRules> {
+    state
+        .networks
+        .values()
+        .map(|n| NetworkRules { vni: n.vni, name: n.name.clone(), subnet: n.subnet, egress: !n.internal })
+        .collect()
 }
 
 /// Changes that turn `current` into `desired`. Additions come before removals so a
@@ -75,6 +98,11 @@ pub fn changes(current: &Tables, desired: &Tables) -> Vec<Change> {
     for member in desired.members.difference(&current.members) {
         out.push(Change::AddMember(*member));
     }
+    for (subnet, spec) in &desired.subnets {
+        if current.subnets.get(subnet) != Some(spec) {
+            out.push(Change::AddSubnet(*spec));
+        }
+    }
     for (key, spec) in &desired.remotes {
         if current.remotes.get(key) != Some(spec) {
             out.push(Change::AddRemote(*spec));
@@ -87,6 +115,11 @@ pub fn changes(current: &Tables, desired: &Tables) -> Vec<Change> {
     }
     for member in current.members.difference(&desired.members) {
         out.push(Change::RemoveMember(*member));
+    }
+    for subnet in current.subnets.keys() {
+        if !desired.subnets.contains_key(subnet) {
+            out.push(Change::RemoveSubnet(*subnet));
+        }
     }
     for vni in current.networks.keys() {
         if !desired.networks.contains_key(vni) {
@@ -124,8 +157,9 @@ mod tests {
             networks: [("red", 4096, [10, 0, 9, 1]), ("blue", 4097, [10, 0, 8, 1])]
                 .into_iter()
                 .map(|(name, vni, gw)| {
-                    let facts =
-                        NetworkFacts { name: name.to_owned(), vni, gateway: Ipv4Addr::from(gw), internal: false };
+                    let gateway = Ipv4Addr::from(gw);
+                    let subnet = Ipv4Net::new(gateway, 24).unwrap().trunc();
+                    let facts = NetworkFacts { name: name.to_owned(), vni, gateway, subnet, internal: name == "blue" };
                     (name.to_owned(), facts)
                 })
                 .collect(),
@@ -142,7 +176,7 @@ mod tests {
 
     #[test]
     fn only_networks_with_a_local_container() {
-        let t = desired(&state(), "a");
+        let t = desired(&state(), "a", true);
         assert_eq!(t.networks.keys().copied().collect::<Vec<_>>(), vec![4096]);
         // The blue endpoint on b is not programmed on a, nor the one of a dead node.
         assert_eq!(t.remotes.len(), 1);
@@ -152,8 +186,21 @@ mod tests {
     }
 
     #[test]
+    fn every_subnet_is_known_and_only_internal_ones_have_no_egress() {
+        let t = desired(&state(), "c", true);
+        let red = t.subnets[&"10.0.9.0/24".parse().unwrap()];
+        let blue = t.subnets[&"10.0.8.0/24".parse().unwrap()];
+        assert_eq!((red.vni, red.egress), (4096, true));
+        assert_eq!((blue.vni, blue.egress), (4097, false));
+        // Without the host's egress rules nothing gets out.
+        assert!(desired(&state(), "c", false).subnets.values().all(|s| !s.egress));
+        let rules = egress_rules(&state());
+        assert_eq!(rules.iter().filter(|r| r.egress).count(), 1);
+    }
+
+    #[test]
     fn node_without_containers_programs_no_network() {
-        let t = desired(&state(), "c");
+        let t = desired(&state(), "c", true);
         assert!(t.networks.is_empty());
         assert!(t.remotes.is_empty());
         assert_eq!(t.members.len(), 2);
@@ -161,16 +208,16 @@ mod tests {
 
     #[test]
     fn changes_converge_and_are_minimal() {
-        let target = desired(&state(), "a");
+        let target = desired(&state(), "a", true);
         let steps = changes(&Tables::default(), &target);
-        assert_eq!(steps.len(), 1 + 2 + 1);
+        assert_eq!(steps.len(), 1 + 2 + 2 + 1);
         assert!(matches!(steps[0], Change::AddNetwork(_)));
         assert!(changes(&target, &target).is_empty());
 
         // Node b dies: its endpoint and its membership go, nothing else.
         let mut s = state();
         s.nodes.remove("b");
-        let after = desired(&s, "a");
+        let after = desired(&s, "a", true);
         let steps = changes(&target, &after);
         assert_eq!(
             steps,
@@ -183,10 +230,10 @@ mod tests {
 
     #[test]
     fn moved_endpoint_is_updated_in_place() {
-        let target = desired(&state(), "a");
+        let target = desired(&state(), "a", true);
         let mut s = state();
         s.endpoints.get_mut("v1/endpoints/red/2").unwrap().node_id = "c".into();
-        let steps = changes(&target, &desired(&s, "a"));
+        let steps = changes(&target, &desired(&s, "a", true));
         assert_eq!(steps.len(), 1);
         assert!(matches!(steps[0], Change::AddRemote(r) if r.vtep == Ipv4Addr::new(192, 168, 1, 143)));
     }

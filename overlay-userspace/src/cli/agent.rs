@@ -80,8 +80,8 @@ pub struct AgentArgs {
     /// The port of that endpoint, on the advertised address.
     #[arg(long, default_value_t = overlay::engine::DEFAULT_ENGINE_PORT)]
     pub docker_engine_port: u16,
-    /// Remove what the agent made on this host (container namespaces, pinned datapath)
-    /// and exit, instead of running.
+    /// Remove what the agent made on this host (container namespaces, pinned datapath,
+    /// its nftables table) and exit, instead of running.
     #[arg(long)]
     pub cleanup: bool,
 }
@@ -94,6 +94,12 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
         if report.pins_removed {
             println!("removed the datapath pinned at {}", args.pin_dir.display());
+        }
+        if report.egress_table_removed {
+            println!("removed the nftables table ip {}", overlay::egress::rules::TABLE);
+        }
+        if report.egress_device_removed {
+            println!("removed the egress device {}", overlay::egress::host::DEVICE);
         }
         return Ok(());
     }

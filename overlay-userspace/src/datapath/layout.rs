@@ -17,8 +17,8 @@ use std::{mem::size_of, path::Path};
 
 use aya::maps::{HashMap, Map, MapData, MapInfo};
 use overlay_common::{
-    Counter, Direction, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NetworkInfo, Reason, RemoteEndpoint,
-    capacity, map_names,
+    Counter, Direction, EgressDevice, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NetworkInfo, Reason,
+    RemoteEndpoint, Subnet, capacity, map_names,
 };
 
 use super::{DatapathError, Layout};
@@ -38,6 +38,9 @@ fn expected(name: &str) -> Option<Layout> {
         map_names::MEMBERS => layout::<u32, Member>(capacity::MEMBERS),
         map_names::COUNTERS => layout::<u32, Counter>(Reason::SLOTS * Direction::COUNT),
         map_names::NET_COUNTERS => layout::<u32, Counter>(capacity::NET_COUNTERS * Direction::COUNT),
+        // The LPM trie's key is the prefix length and the address.
+        map_names::SUBNETS => layout::<[u32; 2], Subnet>(capacity::SUBNETS),
+        map_names::EGRESS => layout::<u32, EgressDevice>(1),
         _ => return None,
     })
 }

@@ -38,7 +38,7 @@ pub use error::DatapathError;
 pub use headroom::{BRIDGE as HEADROOM_BRIDGE, remove as remove_headroom_bridge};
 pub use pin_lock::{PinLock, lock_pin_dir};
 pub use pinned::{PinnedRemotes, pinned_endpoints, pinned_remotes};
-pub use tables::{LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec};
+pub use tables::{LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec, SubnetSpec};
 
 /// Key size, value size and capacity of a pinned map (`layout.rs` checks them; a
 /// mismatch is a [`DatapathError`], so both use it and it lives here).

@@ -3,10 +3,14 @@
 
 use std::net::Ipv4Addr;
 
-use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues};
+use aya::maps::{
+    Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues,
+    lpm_trie::{Key, LpmTrie},
+};
+use ipnet::Ipv4Net;
 use overlay_common::{
-    Counter, Direction, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NO_NETWORK_SLOT, NetworkInfo,
-    RemoteEndpoint, capacity, ipv4_key, map_names,
+    Counter, Direction, EgressDevice, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NO_NETWORK_SLOT,
+    NetworkInfo, RemoteEndpoint, Subnet, capacity, ipv4_key, map_names,
 };
 
 use super::{Datapath, DatapathError, attach};
@@ -41,6 +45,15 @@ pub struct RemoteEndpointSpec {
     pub vtep: Ipv4Addr,
 }
 
+/// The subnet of an overlay network of the cluster, and whether it has a way out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SubnetSpec {
+    pub subnet: Ipv4Net,
+    pub vni: u32,
+    /// Its containers reach addresses off the overlay through their host.
+    pub egress: bool,
+}
+
 pub(super) fn map_err(map: &'static str) -> impl Fn(MapError) -> DatapathError {
     move |source| match source {
         // E2BIG from the kernel means the hash map has no room left.
@@ -58,6 +71,7 @@ fn capacity_of(map: &str) -> u32 {
         map_names::LOCAL_ENDPOINTS => capacity::LOCAL_ENDPOINTS,
         map_names::REMOTE_ENDPOINTS => capacity::REMOTE_ENDPOINTS,
         map_names::MEMBERS => capacity::MEMBERS,
+        map_names::SUBNETS => capacity::SUBNETS,
         _ => 0,
     }
 }
@@ -272,5 +286,52 @@ impl Datapath {
     pub fn remove_member(&mut self, vtep: Ipv4Addr) -> Result<(), DatapathError> {
         let mut map = self.hash_map::<u32, Member>(map_names::MEMBERS)?;
         ignore_missing(map.remove(&ipv4_key(vtep.octets()))).map_err(map_err(map_names::MEMBERS))
+    }
+
+    fn subnets_map(&mut self) -> Result<LpmTrie<&mut MapData, u32, Subnet>, DatapathError> {
+        let name = map_names::SUBNETS;
+        let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+        LpmTrie::try_from(map).map_err(map_err(name))
+    }
+
+    /// Adds (or updates) an overlay subnet: destinations in it never leave through egress,
+    /// and its containers do when `egress` is set.
+    pub fn add_subnet(&mut self, spec: SubnetSpec) -> Result<(), DatapathError> {
+        let key = Key::new(u32::from(spec.subnet.prefix_len()), ipv4_key(spec.subnet.network().octets()));
+        let value = Subnet { vni: spec.vni, flags: if spec.egress { Subnet::EGRESS } else { 0 } };
+        self.subnets_map()?.insert(&key, value, 0).map_err(map_err(map_names::SUBNETS))
+    }
+
+    pub fn remove_subnet(&mut self, subnet: Ipv4Net) -> Result<(), DatapathError> {
+        let key = Key::new(u32::from(subnet.prefix_len()), ipv4_key(subnet.network().octets()));
+        ignore_missing(self.subnets_map()?.remove(&key)).map_err(map_err(map_names::SUBNETS))
+    }
+
+    /// The overlay subnets programmed.
+    pub fn subnets(&mut self) -> Result<Vec<SubnetSpec>, DatapathError> {
+        let map = self.subnets_map()?;
+        map.iter()
+            .map(|entry| {
+                entry.map(|(key, value)| SubnetSpec {
+                    subnet: Ipv4Net::new(
+                        Ipv4Addr::from(overlay_common::ipv4_octets(key.data())),
+                        key.prefix_len() as u8,
+                    )
+                    .unwrap_or_default(),
+                    vni: value.vni,
+                    egress: value.flags & Subnet::EGRESS != 0,
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(map_err(map_names::SUBNETS))
+    }
+
+    /// Where containers' packets for addresses off the overlay enter the host's stack:
+    /// the ingress of the device `ifindex`, addressed to its `mac`.
+    pub fn set_egress_device(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<(), DatapathError> {
+        let name = map_names::EGRESS;
+        let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+        let mut array: Array<&mut MapData, EgressDevice> = Array::try_from(map).map_err(map_err(name))?;
+        array.set(0, EgressDevice { ifindex, mac, _pad: [0; 2] }, 0).map_err(map_err(name))
     }
 }

@@ -68,6 +68,19 @@ impl Netlink {
         self.link_index(name).await?.ok_or_else(|| NetlinkError::NoSuchLink(name.to_owned()))
     }
 
+    /// `ip link add NAME address MAC type veth peer name PEER`, both ends in this
+    /// namespace, unless a link `NAME` exists (its MAC is then set to `mac`); its index.
+    pub async fn ensure_veth_pair(&self, name: &str, peer: &str, mac: [u8; 6]) -> Result<u32, NetlinkError> {
+        if self.link_index(name).await?.is_none() {
+            let message = LinkVeth::new(name, peer).address(mac.to_vec()).build();
+            self.handle.link().add(message).execute().await.map_err(request_err(format!("creating veth {name}")))?;
+        } else {
+            let message = LinkUnspec::new_with_name(name).address(mac.to_vec()).build();
+            self.handle.link().set(message).execute().await.map_err(request_err(format!("setting {name}'s MAC")))?;
+        }
+        self.link_index(name).await?.ok_or_else(|| NetlinkError::NoSuchLink(name.to_owned()))
+    }
+
     /// `ip link add NAME type vxlan id VNI dstport PORT` (left down, so it binds no
     /// socket), unless a link of that name exists.
     pub async fn ensure_vxlan(&self, name: &str, vni: u32, port: u16) -> Result<(), NetlinkError> {

@@ -3,6 +3,7 @@
 
 mod address;
 mod link;
+mod neighbour;
 mod route;
 
 use std::{fs::File, path::Path};
@@ -10,6 +11,7 @@ use std::{fs::File, path::Path};
 use nix::sched::{CloneFlags, setns};
 
 pub use link::VethSpec;
+pub use route::CONTAINER_ROUTE_PROTOCOL;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {

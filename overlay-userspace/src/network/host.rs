@@ -134,6 +134,11 @@ pub async fn read_local() -> Result<(Vec<HostRoute>, Vec<HostAddress>), NetworkE
             if message.header.address_family != AddressFamily::Inet || message.header.kind != RouteType::Unicast {
                 continue;
             }
+            // The agent's routes to its own containers lie inside overlay subnets, which
+            // are the cluster's already.
+            if u8::from(message.header.protocol) == crate::netlink::CONTAINER_ROUTE_PROTOCOL {
+                continue;
+            }
             let mut table = u32::from(message.header.table);
             let mut destination = Ipv4Addr::UNSPECIFIED;
             let mut interface = None;

@@ -1,0 +1,206 @@
+//! Containers reach the outside world through their host, masqueraded: two routed
+//! agent hosts and an outside host (TEST-NET) that only the router reaches. Internal
+//! networks stay shut, nothing of a container is reachable from outside (not even for
+//! an underlay peer that routes the overlay subnet at its host), overlay traffic never
+//! takes egress, and the agent's rules go with the network and on `--cleanup`.
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    time::Duration,
+};
+
+use anyhow::Context;
+use overlay_tests::{
+    Lab,
+    cluster::{self, Scratch},
+    cmd,
+    outside::{EchoCounter, PeerLog, tcp_request, udp_request},
+    packets::{icmp_echo_frame, rx_packets, send_udp, vxlan_header},
+    stores::{Backend, StoreServer},
+    traffic,
+};
+
+const OUTSIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+const LIMIT: Duration = Duration::from_secs(3);
+
+fn lab(tag: &str) -> anyhow::Result<Lab> {
+    Lab::builder(tag)
+        .host("store01", "192.168.1.140/24")
+        .host("agt01", "192.168.1.141/24")
+        .host("rogue", "192.168.1.150/24")
+        .host("agt02", "192.168.2.142/24")
+        .outside("outside", "203.0.113.10/24")
+        .build()
+}
+
+/// `overlay stats --format json` on `host`.
+fn stats(lab: &Lab, host: &str) -> anyhow::Result<serde_json::Value> {
+    let h = lab.host(host);
+    let out = cluster::overlay(h, &["stats", "--format", "json", "--pin-dir", h.pin_dir.to_str().unwrap_or_default()])?;
+    anyhow::ensure!(out.status.success(), "overlay stats: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn reason(stats: &serde_json::Value, name: &str) -> u64 {
+    stats["reasons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["reason"] == name)
+        .filter_map(|r| r["packets"].as_u64())
+        .sum()
+}
+
+fn table(lab: &Lab, host: &str) -> anyhow::Result<String> {
+    let out = cmd::output_in(&lab.host(host).ns, &["nft", "list", "table", "ip", "overlay"])?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn containers_reach_the_outside_masqueraded() -> anyhow::Result<()> {
+    let lab = lab("egress")?;
+    let scratch = Scratch::new("egress")?;
+    let server = StoreServer::start(Backend::Etcd, lab.host("store01"))?;
+    let store = server.url("my_cluster");
+    let mut agents = Vec::new();
+    for name in ["agt01", "agt02"] {
+        agents.push(cluster::start_container_agent(&scratch, &store, &lab, name)?);
+    }
+    let outside = lab.host("outside").clone();
+    let log = PeerLog::start(&outside.ns, OUTSIDE, 7000)?;
+    let echoes = EchoCounter::start(&outside.ns)?;
+
+    let result = (|| -> anyhow::Result<()> {
+        let hosts = [lab.host("agt01"), lab.host("agt02")];
+        cluster::wait_for_list(lab.host("store01"), &store, &hosts, Duration::from_secs(20))?;
+        let (agt01, agt02) = (lab.host("agt01").ip, lab.host("agt02").ip);
+        cluster::overlay_ok(&lab, "agt01", &store, &["network", "create", "--subnet", "10.77.5.0/24", "web"])?;
+        cluster::overlay_ok(
+            &lab,
+            "agt01",
+            &store,
+            &["network", "create", "--internal", "--subnet", "10.77.6.0/24", "db"],
+        )?;
+        let (web1, web1_ip) = cluster::run_container(&lab, &store, "agt01", "web1", "web", &[])?;
+        let (web2, web2_ip) = cluster::run_container(&lab, &store, "agt02", "web2", "web", &[])?;
+        let (db1, _) = cluster::run_container(&lab, &store, "agt01", "db1", "db", &[])?;
+
+        // TCP, UDP and ICMP get out, and the outside sees each container's host.
+        let to = SocketAddrV4::new(OUTSIDE, 7000);
+        let answer = tcp_request(&web1, to, LIMIT)?;
+        assert_eq!(answer.trim().split(':').next(), Some(format!("hello {agt01}").as_str()), "{answer}");
+        udp_request(&web1, to, LIMIT)?;
+        tcp_request(&web2, to, LIMIT)?;
+        udp_request(&web2, to, LIMIT)?;
+        assert_eq!(log.peers("tcp"), vec![agt01, agt02], "the outside saw other sources");
+        assert_eq!(log.peers("udp"), vec![agt01, agt02]);
+        traffic::ping_ok(&web1, OUTSIDE, 3)?;
+        traffic::ping_ok(&web2, OUTSIDE, 3)?;
+        let mut sources = echoes.sources()?;
+        sources.sort();
+        assert_eq!(sources, vec![agt01, agt02], "echo requests came from elsewhere than the hosts");
+
+        // Counted as egress, per network and in the rules' counters.
+        let s = stats(&lab, "agt01")?;
+        assert!(reason(&s, "egress") >= 5, "{s}");
+        let net = &s["egress"]["networks"];
+        let web = net.as_object().and_then(|m| m.values().find(|v| v["out_packets"].as_u64() > Some(0)));
+        let web = web.with_context(|| format!("no egress counted: {s}"))?;
+        assert!(web["in_packets"].as_u64() > Some(0), "{s}");
+
+        // An internal network has no way out, and the drop is counted.
+        let before = reason(&stats(&lab, "agt01")?, "drop-no-egress");
+        assert!(tcp_request(&db1, to, Duration::from_secs(1)).is_err(), "a container of an internal network got out");
+        assert_eq!(traffic::ping(&db1, OUTSIDE, 2, "0.2")?.received, 0);
+        assert!(reason(&stats(&lab, "agt01")?, "drop-no-egress") >= before + 3);
+        let rules = table(&lab, "agt01")?;
+        assert!(rules.contains("ip saddr 10.77.5.0/24 masquerade"), "{rules}");
+        assert!(!rules.contains("ip saddr 10.77.6.0/24 masquerade"), "{rules}");
+
+        // Egress is no way into the overlay: VXLAN crafted by web1 for the network
+        // `secret`, which it is not on, with the inner source of a container that lives
+        // on agt01 (so that, masqueraded to agt01's address, it would pass agt02's
+        // member and inner-source checks), never leaves agt01.
+        cluster::overlay_ok(&lab, "agt01", &store, &["network", "create", "--subnet", "10.77.7.0/24", "secret"])?;
+        let (_, s1_ip) = cluster::run_container(&lab, &store, "agt01", "s1", "secret", &[])?;
+        let (s2, s2_ip) = cluster::run_container(&lab, &store, "agt02", "s2", "secret", &[])?;
+        let inspect = cluster::overlay_ok(&lab, "agt01", &store, &["network", "inspect", "secret"])?;
+        let vni = serde_json::from_str::<serde_json::Value>(&inspect)?["vni"].as_u64().context("no vni")? as u32;
+        let mac = |ip: Ipv4Addr| overlay::container::mac_for(ip);
+        let mut crafted = vxlan_header(vni);
+        crafted.extend(icmp_echo_frame(mac(s1_ip), mac(s2_ip), s1_ip, s2_ip, 32));
+        let mut large = crafted.clone();
+        large.extend(std::iter::repeat_n(0u8, 3000));
+        let (before1, before2, rx) = (stats(&lab, "agt01")?, stats(&lab, "agt02")?, rx_packets(&s2)?);
+        // To another member's VTEP, to this host's own, and one the container's stack
+        // cuts into three fragments (only the first carries the port).
+        send_udp(&web1, web1_ip, agt02, &[crafted.clone(), crafted.clone()])?;
+        send_udp(&web1, web1_ip, agt01, &[crafted])?;
+        send_udp(&web1, web1_ip, agt02, &[large])?;
+        std::thread::sleep(Duration::from_millis(300));
+        let (after1, after2) = (stats(&lab, "agt01")?, stats(&lab, "agt02")?);
+        assert_eq!(reason(&after1, "drop-egress-vxlan") - reason(&before1, "drop-egress-vxlan"), 2 + 1 + 3);
+        assert_eq!(reason(&after1, "egress"), reason(&before1, "egress"), "crafted VXLAN left agt01");
+        assert_eq!(reason(&after2, "decapsulated"), reason(&before2, "decapsulated"));
+        assert_eq!(rx_packets(&s2)?, rx, "s2 received the crafted packet");
+        // A container of the network itself reaches s2 as before.
+        traffic::ping_ok(&s2, s1_ip, 2)?;
+
+        // Overlay traffic stays on the overlay: encapsulated, never egress.
+        let before = stats(&lab, "agt01")?;
+        traffic::ping_ok(&web1, web2_ip, 5)?;
+        let after = stats(&lab, "agt01")?;
+        assert!(reason(&after, "encapsulated") >= reason(&before, "encapsulated") + 5);
+        assert_eq!(reason(&after, "egress"), reason(&before, "egress"));
+
+        // Nothing of a container is reachable from outside: neither from the outside
+        // host, nor from an underlay peer that routes the overlay subnet at its host.
+        let inside = PeerLog::start(&web1, web1_ip, 7001)?;
+        let rogue = lab.host("rogue").clone();
+        cmd::ip(&rogue.ns, &["route", "add", "10.77.5.0/24", "via", &agt01.to_string()])?;
+        let target = SocketAddrV4::new(web1_ip, 7001);
+        assert!(tcp_request(&rogue.ns, target, Duration::from_secs(1)).is_err(), "the rogue reached web1");
+        assert!(udp_request(&rogue.ns, target, Duration::from_secs(1)).is_err(), "the rogue reached web1");
+        assert_eq!(traffic::ping(&rogue.ns, web1_ip, 2, "0.2")?.received, 0);
+        cmd::ip(&outside.ns, &["route", "add", "10.77.5.0/24", "via", "203.0.113.1"])?;
+        assert!(tcp_request(&outside.ns, target, Duration::from_secs(1)).is_err(), "the outside reached web1");
+        assert!(inside.peers("tcp").is_empty() && inside.peers("udp").is_empty());
+        let s = stats(&lab, "agt01")?;
+        let blocked: u64 = s["egress"]["networks"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter_map(|v| v["blocked_packets"].as_u64())
+            .sum();
+        assert!(blocked >= 4, "the forward filter counted no drop: {s}");
+
+        // The rules go with the network, and the table on --cleanup.
+        cluster::overlay_ok(&lab, "agt01", &store, &["rm", "web1", "web2", "db1", "s1", "s2"])?;
+        cluster::wait_for("the containers to go", Duration::from_secs(20), || {
+            let out = cluster::overlay_ok(&lab, "agt01", &store, &["network", "rm", "web"]);
+            Ok(out.map(|_| ()).map_err(|e| e.to_string()))
+        })?;
+        cluster::wait_for("the network's rules to go", Duration::from_secs(10), || {
+            let rules = table(&lab, "agt01")?;
+            Ok(if rules.contains("10.77.5.0/24") { Err(rules) } else { Ok(()) })
+        })?;
+        assert!(table(&lab, "agt01")?.contains("10.77.6.0/24"), "the internal network's drop went too");
+        Ok(())
+    })();
+    let daemons: Vec<&cluster::Daemon> = agents.iter().collect();
+    let result = cluster::report(result, &daemons, "");
+    drop(agents);
+    result?;
+
+    let h = lab.host("agt01");
+    let prefix = cluster::container_netns_prefix(&lab, h);
+    let (ip, pin_dir) = (h.ip.to_string(), h.pin_dir.to_string_lossy().into_owned());
+    let out = cluster::overlay(
+        h,
+        &["agent", "--cleanup", "--advertise", &ip, "--pin-dir", &pin_dir, "--netns-prefix", &prefix],
+    )?;
+    anyhow::ensure!(out.status.success(), "cleanup: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("removed the nftables table ip overlay"));
+    assert_eq!(table(&lab, "agt01")?, "", "the table is still there after --cleanup");
+    Ok(())
+}
