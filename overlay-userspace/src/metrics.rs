@@ -1,5 +1,6 @@
 //! The agent's metrics as Prometheus text on a loopback port: datapath counters (per
-//! reason and direction, per network) and control-plane figures. Loopback only: the
+//! reason and direction, per network), egress and published ports (from the agent's
+//! nftables table) and control-plane figures. Loopback only: the
 //! endpoint has no authentication, so it refuses any other address.
 
 use std::{fmt::Write as _, net::SocketAddr, sync::Arc};
@@ -61,10 +62,14 @@ async fn metrics(State(sources): State<Sources>) -> impl IntoResponse {
     let counters = sources.datapath.lock().await.counters();
     let convergence = sources.convergence.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let containers = sources.containers.load(std::sync::atomic::Ordering::Relaxed);
-    let body = match counters {
+    let mut body = match counters {
         Ok(snapshot) => render(&snapshot, &convergence, containers),
         Err(e) => format!("# datapath counters unavailable: {e}\n"),
     };
+    match crate::egress::read_counters().await {
+        Ok(egress) => body += &render_egress(&egress.unwrap_or_default()),
+        Err(e) => body += &format!("# egress counters unavailable: {e}\n"),
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
@@ -123,6 +128,49 @@ pub fn render(snapshot: &CounterSnapshot, convergence: &ConvergenceStats, contai
     out
 }
 
+/// Egress per network and published ports, from the agent's nftables table.
+pub fn render_egress(counters: &crate::egress::EgressCounters) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP overlay_egress_packets_total Packets of containers' egress, by network (VNI): out, in (replies), blocked (anything else towards the network)."
+    );
+    let _ = writeln!(out, "# TYPE overlay_egress_packets_total counter");
+    for (vni, c) in &counters.networks {
+        for (direction, packets) in [("out", c.out_packets), ("in", c.in_packets), ("blocked", c.blocked_packets)] {
+            let _ = writeln!(out, "overlay_egress_packets_total{{vni=\"{vni}\",direction=\"{direction}\"}} {packets}");
+        }
+    }
+    let _ = writeln!(out, "# HELP overlay_egress_bytes_total Bytes of containers' egress, by network (VNI).");
+    let _ = writeln!(out, "# TYPE overlay_egress_bytes_total counter");
+    for (vni, c) in &counters.networks {
+        for (direction, bytes) in [("out", c.out_bytes), ("in", c.in_bytes), ("blocked", c.blocked_bytes)] {
+            let _ = writeln!(out, "overlay_egress_bytes_total{{vni=\"{vni}\",direction=\"{direction}\"}} {bytes}");
+        }
+    }
+    let _ = writeln!(out, "# HELP overlay_published_ports Ports published on this host, by owner.");
+    let _ = writeln!(out, "# TYPE overlay_published_ports gauge");
+    let _ = writeln!(out, "overlay_published_ports {}", counters.ports.len());
+    let _ = writeln!(
+        out,
+        "# HELP overlay_published_port_packets_total Packets of a published port: in (to the container), out (its replies)."
+    );
+    let _ = writeln!(out, "# TYPE overlay_published_port_packets_total counter");
+    for p in &counters.ports {
+        let labels = format!(
+            "owner=\"{}\",host_port=\"{}\",protocol=\"{}\",target=\"{}:{}\"",
+            p.owner,
+            p.mapping.host_port,
+            p.mapping.protocol.as_str(),
+            p.ip,
+            p.mapping.port
+        );
+        let _ = writeln!(out, "overlay_published_port_packets_total{{{labels},direction=\"in\"}} {}", p.in_packets);
+        let _ = writeln!(out, "overlay_published_port_packets_total{{{labels},direction=\"out\"}} {}", p.out_packets);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use overlay_common::{Counter, Direction, Reason};
@@ -140,6 +188,24 @@ mod tests {
         assert!(text.contains("overlay_remote_endpoints 7"));
         assert!(text.contains("overlay_containers 2"));
         assert!(check_address("127.0.0.1:9469".parse().unwrap()).is_ok());
+        let mut egress = crate::egress::EgressCounters::default();
+        egress.ports.push(crate::egress::PortCounters {
+            owner: "container/web".into(),
+            ip: std::net::Ipv4Addr::new(10, 0, 9, 2),
+            mapping: "8080:80".parse().unwrap(),
+            in_packets: 4,
+            in_bytes: 0,
+            out_packets: 3,
+            out_bytes: 0,
+        });
+        let text = render_egress(&egress);
+        assert!(text.contains("overlay_published_ports 1"), "{text}");
+        assert!(
+            text.contains(
+                "owner=\"container/web\",host_port=\"8080\",protocol=\"tcp\",target=\"10.0.9.2:80\",direction=\"in\"} 4"
+            ),
+            "{text}"
+        );
         assert!(check_address("0.0.0.0:9469".parse().unwrap()).is_err());
     }
 }

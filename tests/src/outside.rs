@@ -83,6 +83,51 @@ impl Drop for PeerLog {
     }
 }
 
+/// A TCP connection made from a namespace, kept open: each line sent is answered by a
+/// [`PeerLog`]-style echo ([`echo_server`]).
+pub struct Connection {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Connection {
+    /// Connects from namespace `ns` (the socket stays in it) to `to`.
+    pub fn open(ns: &str, to: SocketAddrV4, limit: Duration) -> anyhow::Result<Connection> {
+        let stream = netns::run_in(ns, move || TcpStream::connect_timeout(&SocketAddr::V4(to), limit))??;
+        stream.set_read_timeout(Some(limit))?;
+        let reader = BufReader::new(stream.try_clone()?);
+        Ok(Connection { stream, reader })
+    }
+
+    /// Sends `line` and waits for its echo.
+    pub fn round_trip(&mut self, line: &str) -> anyhow::Result<String> {
+        writeln!(self.stream, "{line}")?;
+        let mut answer = String::new();
+        self.reader.read_line(&mut answer).context("no echo")?;
+        anyhow::ensure!(!answer.is_empty(), "the connection was closed");
+        Ok(answer.trim_end().to_owned())
+    }
+}
+
+/// Serves TCP echo (line by line, for as long as each connection stays open) on
+/// `ip:port` in namespace `ns`; it stops with the test process.
+pub fn echo_server(ns: &str, ip: Ipv4Addr, port: u16) -> anyhow::Result<()> {
+    let listener = netns::run_in(ns, move || TcpListener::bind(SocketAddrV4::new(ip, port)))??;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let Ok(mut writer) = stream.try_clone() else { return };
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if writeln!(writer, "{line}").is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
 /// Sends a line over TCP from namespace `ns` to `to` and returns the answer; fails if
 /// no connection is made within `limit`.
 pub fn tcp_request(ns: &str, to: SocketAddrV4, limit: Duration) -> anyhow::Result<String> {

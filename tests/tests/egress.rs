@@ -1,8 +1,10 @@
 //! Containers reach the outside world through their host, masqueraded: two routed
 //! agent hosts and an outside host (TEST-NET) that only the router reaches. Internal
-//! networks stay shut, nothing of a container is reachable from outside (not even for
-//! an underlay peer that routes the overlay subnet at its host), overlay traffic never
-//! takes egress, and the agent's rules go with the network and on `--cleanup`.
+//! networks stay shut, crafted VXLAN cannot leave through egress, nothing of a
+//! container but its published ports is reachable from outside (not even for an
+//! underlay peer that routes the overlay subnet at its host), overlay traffic never
+//! takes egress, and the agent's rules go with the container, the network and on
+//! `--cleanup`.
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
@@ -14,7 +16,7 @@ use overlay_tests::{
     Lab,
     cluster::{self, Scratch},
     cmd,
-    outside::{EchoCounter, PeerLog, tcp_request, udp_request},
+    outside::{Connection, EchoCounter, PeerLog, echo_server, tcp_request, udp_request},
     packets::{icmp_echo_frame, rx_packets, send_udp, vxlan_header},
     stores::{Backend, StoreServer},
     traffic,
@@ -71,6 +73,7 @@ fn containers_reach_the_outside_masqueraded() -> anyhow::Result<()> {
     let echoes = EchoCounter::start(&outside.ns)?;
 
     let result = (|| -> anyhow::Result<()> {
+        let agents = &mut agents;
         let hosts = [lab.host("agt01"), lab.host("agt02")];
         cluster::wait_for_list(lab.host("store01"), &store, &hosts, Duration::from_secs(20))?;
         let (agt01, agt02) = (lab.host("agt01").ip, lab.host("agt02").ip);
@@ -173,6 +176,89 @@ fn containers_reach_the_outside_masqueraded() -> anyhow::Result<()> {
             .filter_map(|v| v["blocked_packets"].as_u64())
             .sum();
         assert!(blocked >= 4, "the forward filter counted no drop: {s}");
+
+        // Published ports: the outside host reaches a port of a container on the other
+        // subnet's host at that host's address (the container sees the client's own
+        // address), over TCP and UDP, and nothing else of the container.
+        let published = ["-p", "8080:7002", "--publish", "8080:7002/udp", "-p", "8090:7011"];
+        let (web3, web3_ip) = cluster::run_container(&lab, &store, "agt02", "web3", "web", &published)?;
+        let served = PeerLog::start(&web3, web3_ip, 7002)?;
+        let unpublished = PeerLog::start(&web3, web3_ip, 7003)?;
+        let at = SocketAddrV4::new(agt02, 8080);
+        let answer = tcp_request(&outside.ns, at, LIMIT)?;
+        assert!(answer.starts_with(&format!("hello {OUTSIDE}:")), "{answer}");
+        udp_request(&outside.ns, at, LIMIT)?;
+        assert_eq!((served.peers("tcp"), served.peers("udp")), (vec![OUTSIDE], vec![OUTSIDE]));
+        // A container on another host reaches it too, through its own egress.
+        let answer = tcp_request(&web1, at, LIMIT)?;
+        assert!(answer.starts_with(&format!("hello {agt01}:")), "{answer}");
+        for port in [7002, 7003] {
+            let other = SocketAddrV4::new(agt02, port);
+            assert!(tcp_request(&outside.ns, other, Duration::from_secs(1)).is_err(), "{other} answered");
+            let direct = SocketAddrV4::new(web3_ip, port);
+            assert!(tcp_request(&outside.ns, direct, Duration::from_secs(1)).is_err(), "{direct} answered");
+        }
+        assert!(unpublished.peers("tcp").is_empty());
+        let ps = cluster::overlay_ok(&lab, "agt01", &store, &["ps"])?;
+        let line = ps.lines().find(|l| l.starts_with("agt02/web3")).with_context(|| ps.clone())?;
+        assert!(line.contains("8080->7002/tcp,8080->7002/udp"), "{ps}");
+        let s = stats(&lab, "agt02")?;
+        let ports = s["egress"]["ports"].as_array().cloned().unwrap_or_default();
+        assert_eq!(ports.len(), 3, "{s}");
+        let used = ports.iter().filter(|p| p["host_port"] == 8080);
+        assert!(used.clone().count() == 2 && used.clone().all(|p| p["in_packets"].as_u64() > Some(0)), "{s}");
+        assert!(used.clone().all(|p| p["out_packets"].as_u64() > Some(0)), "{s}");
+
+        // An agent restart keeps connections through egress and to published ports
+        // going, while it is down and after, and new ones work once it is back.
+        echo_server(&outside.ns, OUTSIDE, 7010)?;
+        echo_server(&web3, web3_ip, 7011)?;
+        let mut out = Connection::open(&web3, SocketAddrV4::new(OUTSIDE, 7010), LIMIT)?;
+        let mut into = Connection::open(&outside.ns, SocketAddrV4::new(agt02, 8090), LIMIT)?;
+        for connection in [&mut out, &mut into] {
+            assert_eq!(connection.round_trip("before")?, "before");
+        }
+        agents[1].kill()?;
+        for connection in [&mut out, &mut into] {
+            assert_eq!(connection.round_trip("while down")?, "while down");
+        }
+        agents[1] = cluster::start_container_agent(&scratch, &store, &lab, "agt02")?;
+        cluster::wait_for("agt02's agent to adopt web3", Duration::from_secs(30), || {
+            let log = agents[1].log_text();
+            Ok(if log.contains("container web3 adopted") { Ok(()) } else { Err(log) })
+        })?;
+        for connection in [&mut out, &mut into] {
+            assert_eq!(connection.round_trip("after")?, "after");
+        }
+        tcp_request(&web3, to, LIMIT)?;
+        tcp_request(&outside.ns, at, LIMIT)?;
+        let rules = table(&lab, "agt02")?;
+        assert_eq!(rules.matches("dnat to").count(), 3, "{rules}");
+
+        // A host port already taken is refused, with what takes it: another container's
+        // published port, or a socket of the host.
+        let taken = |name: &str, port: &str| -> anyhow::Result<String> {
+            let h = lab.host("agt02");
+            let args = ["run", "--store", &store, "--name", name, "--net", "web", "--node", "agt02", "-p", port];
+            let out = cluster::overlay(h, &[&args[..], &["--", "sleep", "60"]].concat())?;
+            anyhow::ensure!(!out.status.success(), "{name} started with -p {port}");
+            cluster::overlay_ok(&lab, "agt02", &store, &["rm", name])?;
+            Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+        };
+        let error = taken("web4", "8080:80")?;
+        assert!(error.contains("host port 8080/tcp is already published on this host by container/web3"), "{error}");
+        let host_socket =
+            overlay::netns::run_in(&lab.host("agt02").ns, || std::net::TcpListener::bind("0.0.0.0:9090"))??;
+        let error = taken("web5", "9090:80")?;
+        assert!(error.contains("host port 9090/tcp is in use on this host"), "{error}");
+        drop(host_socket);
+        // The ports, and their rules, go with the container.
+        cluster::overlay_ok(&lab, "agt01", &store, &["rm", "web3"])?;
+        cluster::wait_for("web3's port rules to go", Duration::from_secs(10), || {
+            let rules = table(&lab, "agt02")?;
+            Ok(if rules.contains("8080") || rules.contains("8090") { Err(rules) } else { Ok(()) })
+        })?;
+        assert!(tcp_request(&outside.ns, at, Duration::from_secs(1)).is_err(), "8080 still answers");
 
         // The rules go with the network, and the table on --cleanup.
         cluster::overlay_ok(&lab, "agt01", &store, &["rm", "web1", "web2", "db1", "s1", "s2"])?;

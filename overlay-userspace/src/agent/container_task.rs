@@ -55,6 +55,7 @@ impl ContainerConfig {
 #[derive(Clone, Debug)]
 struct Joined {
     vni: u32,
+    internal: bool,
     attachment: Attachment,
     endpoint: EndpointRecord,
     network_name: String,
@@ -131,6 +132,14 @@ impl<S: Store + Transact> ContainerTask<S> {
                             }
                         }
                         self.sweep(|name| wanted.contains_key(name)).await;
+                        // Ports a previous agent published for containers that went away
+                        // while no agent ran.
+                        if let Some(egress) = &self.egress {
+                            let keep = wanted.keys().map(|name| egress::container_owner(name)).collect();
+                            if let Err(error) = egress.retain("container/", &keep).await {
+                                tracing::warn!("removing the ports of containers that are gone: {error}");
+                            }
+                        }
                         listed = true;
                     }
                     Some(WatchUpdate::Event(WatchEvent::Put(entry))) => {
@@ -211,7 +220,16 @@ impl<S: Store + Transact> ContainerTask<S> {
         }
         let adopting = netns_path.exists();
         let mut joined = Vec::new();
-        let result = self.attach_all(&record, &netns_path, adopting, &mut joined).await;
+        let mut result = self.attach_all(&record, &netns_path, adopting, &mut joined).await;
+        let mut ports_message = None;
+        if result.is_ok() {
+            match self.publish_ports(&record, &joined).await {
+                Ok(()) => {}
+                // An adopted container keeps running as it is; it says what it lacks.
+                Err(error) if adopting && !error.is_transient() => ports_message = Some(error.to_string()),
+                Err(error) => result = Err(error),
+            }
+        }
         let mut status = ContainerStatus {
             name: record.name.clone(),
             node_id: self.config.node_id.clone(),
@@ -227,8 +245,13 @@ impl<S: Store + Transact> ContainerTask<S> {
                     interface: j.attachment.interface.clone(),
                 })
                 .collect(),
+            ports: if ports_message.is_none() { record.ports.clone() } else { Vec::new() },
             netns: netns_name.clone(),
         };
+        if let Some(message) = ports_message {
+            tracing::warn!("container {}: {message}", record.name);
+            status.message = Some(message);
+        }
         match result {
             Ok(()) => {}
             Err(error) if error.is_transient() => {
@@ -246,6 +269,7 @@ impl<S: Store + Transact> ContainerTask<S> {
                 status.state = State::Failed;
                 status.message = Some(error.to_string());
                 status.networks.clear();
+                status.ports.clear();
                 self.write_status(&status).await;
                 return Started::Failed;
             }
@@ -269,6 +293,20 @@ impl<S: Store + Transact> ContainerTask<S> {
             joined.len()
         );
         Started::Running(Box::new(Running { record, joined, status, resolver }))
+    }
+
+    /// Publishes the container's ports (`-p`) on this host, to its address on its first
+    /// network (the one its default route, and so its replies, take).
+    async fn publish_ports(&self, record: &ContainerRecord, joined: &[Joined]) -> Result<(), StartError> {
+        if record.ports.is_empty() {
+            return Ok(());
+        }
+        let Some(egress) = &self.egress else { return Err(StartError::NoEgress) };
+        let Some(first) = joined.first() else { return Ok(()) };
+        if first.internal {
+            return Err(StartError::InternalPorts { network: first.network_name.clone() });
+        }
+        Ok(egress.publish(&egress::container_owner(&record.name), first.endpoint.ip, &record.ports).await?)
     }
 
     /// Serves DNS inside the container and points its resolv.conf at it. A container
@@ -337,6 +375,7 @@ impl<S: Store + Transact> ContainerTask<S> {
             // Recorded before the veth exists, so a failure below undoes the allocation.
             joined.push(Joined {
                 vni: network.vni,
+                internal: network.internal,
                 attachment: attachment.clone(),
                 endpoint: endpoint.clone(),
                 network_name: network.name.clone(),
@@ -452,6 +491,12 @@ impl<S: Store + Transact> ContainerTask<S> {
 
     /// Whether the store took every deletion.
     async fn undo_networks(&mut self, name: &str, joined: &[Joined]) -> bool {
+        // Its published ports first: their rules lead to an address about to go.
+        if let Some(egress) = &self.egress
+            && let Err(error) = egress.unpublish(&egress::container_owner(name)).await
+        {
+            tracing::warn!("container {name}: removing its published ports: {error}");
+        }
         let mut clean = true;
         for j in joined.iter().rev() {
             let spec = j.endpoint.local_spec(j.vni, &j.attachment.host_interface);
@@ -543,7 +588,7 @@ impl<S: Store + Transact> ContainerTask<S> {
                     mtu: self.config.mtu,
                     default_gateway: None,
                 };
-                joined.push(Joined { vni, attachment, endpoint: e, network_name: String::new() });
+                joined.push(Joined { vni, internal: false, attachment, endpoint: e, network_name: String::new() });
             }
             tracing::info!("container {name} is no longer placed here; removing what is left of it");
             let netns_path = netns::path(&self.config.netns_name(&name));
@@ -579,6 +624,13 @@ enum StartError {
     Endpoint(#[from] EndpointError),
     #[error(transparent)]
     Egress(#[from] EgressError),
+    #[error("this agent runs without egress, so it publishes no ports")]
+    NoEgress,
+    #[error(
+        "network {network} is internal: nothing of it is reachable from outside, so no port of it can be published; \
+         drop -p, or put the container on a non-internal network first"
+    )]
+    InternalPorts { network: String },
 }
 
 impl StartError {

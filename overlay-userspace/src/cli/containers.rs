@@ -32,6 +32,11 @@ pub struct RunArgs {
     /// Another name the container answers to in DNS (repeatable).
     #[arg(long = "alias")]
     pub aliases: Vec<String>,
+    /// Publish a port of the container on its host's addresses, HOSTPORT:PORT[/tcp|/udp]
+    /// (repeatable), as `docker run -p`. The first network must not be internal; a host
+    /// port already in use on the host makes the container fail to start.
+    #[arg(short = 'p', long = "publish", value_name = "HOSTPORT:PORT[/PROTO]")]
+    pub ports: Vec<overlay::egress::PortMapping>,
     /// Run it on this node (name or ID).
     #[arg(long)]
     pub node: Option<String>,
@@ -54,6 +59,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     for alias in &args.aliases {
         record::validate_name(alias).map_err(|e| anyhow::anyhow!("alias: {e}"))?;
     }
+    overlay::egress::ports::check_unique(&args.ports).map_err(anyhow::Error::msg)?;
     let mut constraints = BTreeMap::new();
     for c in &args.constraints {
         let (k, v) = c.split_once('=').with_context(|| format!("--constraint {c:?}: use LABEL=VALUE"))?;
@@ -78,6 +84,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             networks,
             aliases: args.aliases.clone(),
             command: args.command.clone(),
+            ports: args.ports.clone(),
             strategy: args.strategy,
             constraints,
             node_id,
@@ -93,6 +100,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let status = wait_running(&store, &args.name, args.timeout).await?;
         let addresses: Vec<String> = status.networks.iter().map(|n| format!("{} {}", n.network, n.ip)).collect();
         println!("{}/{}  {}", status.node_name, status.name, addresses.join(", "));
+        if let Some(message) = &status.message {
+            eprintln!("warning: {message}");
+        }
         anyhow::Ok(())
     })
 }
@@ -146,7 +156,7 @@ pub fn ps(args: PsArgs) -> anyhow::Result<()> {
     let store = args.store.connect(&rt)?;
     rt.block_on(async {
         let containers = record::list_with_status(&store).await?;
-        println!("{:<32}{:<20}{:<16}STATE", "NAME", "NETWORK", "ADDRESS");
+        println!("{:<32}{:<20}{:<16}{:<24}STATE", "NAME", "NETWORK", "ADDRESS", "PORTS");
         for (r, status) in containers {
             match status {
                 Some(s) => {
@@ -156,14 +166,17 @@ pub fn ps(args: PsArgs) -> anyhow::Result<()> {
                     };
                     let (net, ip) =
                         s.networks.first().map(|n| (n.network.clone(), n.ip.to_string())).unwrap_or_default();
-                    println!("{:<32}{:<20}{:<16}{}", format!("{}/{}", s.node_name, r.name), net, ip, state);
+                    let ports: Vec<String> = s.ports.iter().map(ToString::to_string).collect();
+                    let ports = if ports.is_empty() { "-".to_owned() } else { ports.join(",") };
+                    let placed = format!("{}/{}", s.node_name, r.name);
+                    println!("{placed:<32}{net:<20}{ip:<16}{ports:<24}{state}");
                     for n in s.networks.iter().skip(1) {
                         println!("{:<32}{:<20}{:<16}", "", n.network, n.ip.to_string());
                     }
                 }
                 None => {
                     let state = if r.node_id.is_some() { "starting or node down" } else { "pending placement" };
-                    println!("{:<32}{:<20}{:<16}{}", format!("-/{}", r.name), "", "", state);
+                    println!("{:<32}{:<20}{:<16}{:<24}{}", format!("-/{}", r.name), "", "", "", state);
                 }
             }
         }

@@ -95,6 +95,7 @@ impl Placement {
                         state: State::Failed,
                         message: Some(error.to_string()),
                         networks: Vec::new(),
+                        ports: Vec::new(),
                         netns: String::new(),
                     };
                     let key = record::status_key(&name);

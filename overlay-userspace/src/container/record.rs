@@ -11,6 +11,7 @@ use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::egress::PortMapping;
 use crate::store::{Store, StoreError};
 
 pub const CONTAINERS: &str = "v1/containers/";
@@ -57,6 +58,10 @@ pub struct ContainerRecord {
     /// Started inside the container when given.
     #[serde(default)]
     pub command: Vec<String>,
+    /// Ports published on the host's addresses (`-p HOSTPORT:PORT[/PROTO]`), to the
+    /// container's address on its first network.
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
     #[serde(default)]
     pub strategy: Strategy,
     /// Labels a node must carry (`--constraint label=value`).
@@ -94,6 +99,9 @@ pub struct ContainerStatus {
     pub message: Option<String>,
     #[serde(default)]
     pub networks: Vec<AttachedNetwork>,
+    /// The ports published on the node's addresses.
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
     /// The network namespace, under /run/netns on the node.
     pub netns: String,
 }
