@@ -79,6 +79,9 @@ pub async fn connect_container(
     mac: [u8; 6],
 ) -> Result<(), EgressError> {
     enable_forwarding(host_interface)?;
+    // Up first: a route through a link that is down is refused, and a container adopted
+    // after an agent was killed while attaching it may have its veth still down.
+    host.set_up(host_interface).await?;
     host.set_permanent_neighbour(ip, mac, host_interface).await?;
     host.add_container_route(ip, host_interface).await?;
     Ok(())
