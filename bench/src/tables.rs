@@ -24,11 +24,10 @@ pub fn remote_endpoints(count: u32) -> anyhow::Result<TableScale> {
     let specs: Vec<RemoteEndpointSpec> = (0..count)
         .map(|i| {
             let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 1, 0, 0)) + i);
-            let [a, b, c, d] = ip.octets();
             RemoteEndpointSpec {
                 vni: 4096,
                 ip,
-                mac: [0x02, 0x42, a, b, c, d],
+                mac: overlay::container::mac_for(ip),
                 vtep: Ipv4Addr::new(192, 168, 1, 142 + (i % 100) as u8),
             }
         })

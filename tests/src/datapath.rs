@@ -48,24 +48,14 @@ impl HostDatapath {
 
     /// Attaches to `container`'s veth and makes it a local endpoint of `vni`.
     pub fn add_local(&mut self, vni: u32, container: &Container) -> anyhow::Result<()> {
-        let spec = LocalEndpointSpec {
-            vni,
-            ip: container.ip,
-            mac: container.mac,
-            host_interface: container.host_interface.clone(),
-        };
+        let spec = local_spec(vni, container);
         let datapath = &mut self.datapath;
         netns::run_in(&self.ns, move || datapath.add_local_endpoint(&spec))??;
         Ok(())
     }
 
     pub fn remove_local(&mut self, vni: u32, container: &Container) -> anyhow::Result<()> {
-        let spec = LocalEndpointSpec {
-            vni,
-            ip: container.ip,
-            mac: container.mac,
-            host_interface: container.host_interface.clone(),
-        };
+        let spec = local_spec(vni, container);
         let datapath = &mut self.datapath;
         netns::run_in(&self.ns, move || datapath.remove_local_endpoint(&spec))??;
         Ok(())
@@ -85,6 +75,12 @@ impl HostDatapath {
     pub fn counters(&mut self) -> anyhow::Result<CounterSnapshot> {
         Ok(self.datapath.counters()?)
     }
+}
+
+/// The datapath entry for a lab container on `vni`: the same fields the agent's
+/// [`overlay::endpoint::EndpointRecord::local_spec`] fills from a record.
+fn local_spec(vni: u32, container: &Container) -> LocalEndpointSpec {
+    LocalEndpointSpec { vni, ip: container.ip, mac: container.mac, host_interface: container.host_interface.clone() }
 }
 
 /// Programs a full mesh: every host is a member of every other host and knows every

@@ -49,7 +49,10 @@ pub const PACKAGES: &[Package] = &[
     p("containerd", "the runtime dockerd starts its containers with"),
     p("runc", "the OCI runtime under containerd"),
     p("busybox-static", "/bin/busybox: the Docker containers' image and its applets"),
-    p("nftables", "nft: the fault tests cut a host off from the store inside its own namespace"),
+    p(
+        "nftables",
+        "nft: the agent's egress masquerade and published ports; the fault tests cut a host off from the store",
+    ),
 ];
 
 /// The installed version of each package, `None` where it is not installed, in the
