@@ -388,6 +388,7 @@ impl Node {
                 node_id,
                 node_name: name,
                 lease,
+                egress: None,
             };
             let dns = DockerDns { sockets: docker::bind_dns(listen)?, upstreams: Arc::new(Upstreams::none()) };
             docker::serve(config.clone(), backend, Some(dns), shutdown).await?;

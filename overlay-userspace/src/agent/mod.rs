@@ -227,6 +227,7 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
             node_id: node_id.clone(),
             node_name: node_name.clone(),
             lease: docker_lease,
+            egress: Some(egress.clone()),
         };
         let shutdown = tasks_shutdown.clone();
         tasks.spawn(async move {

@@ -11,6 +11,7 @@ use super::{
 };
 use crate::{
     dns,
+    egress::{self, host::connect_container},
     endpoint::{self, EndpointRecord},
     netlink::VethSpec,
     network::ipam::Release,
@@ -60,6 +61,7 @@ pub async fn attach<S: Store + Transact>(p: &Plugin<S>, e: &DockerEndpoint) -> R
         .await?;
     let rest = async {
         p.backend.host.set_up(&e.host_interface).await?;
+        connect(p, e).await?;
         let record = record_of(p, e);
         p.backend.datapath.lock().await.add_local_endpoint(&record.local_spec(e.vni, &e.host_interface))?;
         endpoint::publish(&p.backend.store, &record, p.lease_id()).await?;
@@ -72,8 +74,32 @@ pub async fn attach<S: Store + Transact>(p: &Plugin<S>, e: &DockerEndpoint) -> R
     Ok(())
 }
 
+/// The host's side of egress for an endpoint (docs/egress.md): its /32 route, unless
+/// its network is internal, and its published ports, as native containers have them.
+async fn connect<S>(p: &Plugin<S>, e: &DockerEndpoint) -> Result<(), DriverError> {
+    let Some(egress) = &p.backend.egress else {
+        return match e.ports.is_empty() {
+            true => Ok(()),
+            false => Err(DriverError::PortMap("this agent runs without egress, so it publishes no ports".into())),
+        };
+    };
+    if e.internal {
+        return Ok(());
+    }
+    connect_container(&p.backend.host, &e.host_interface, e.ip, e.mac).await?;
+    if !e.ports.is_empty() {
+        egress.publish(&egress::docker_owner(&e.id), e.ip, &e.ports).await?;
+    }
+    Ok(())
+}
+
 /// Undoes [`attach`], ignoring what is already gone.
 pub async fn detach<S: Store>(p: &Plugin<S>, e: &DockerEndpoint) {
+    if let Some(egress) = &p.backend.egress
+        && let Err(error) = egress.unpublish(&egress::docker_owner(&e.id)).await
+    {
+        tracing::warn!("endpoint {}: removing its published ports: {error}", e.id);
+    }
     let record = record_of(p, e);
     if let Err(error) =
         p.backend.datapath.lock().await.remove_local_endpoint(&record.local_spec(e.vni, &e.host_interface))
@@ -113,6 +139,9 @@ pub async fn recover<S: Store + Transact>(p: &Plugin<S>, state: &mut State) {
                 if let Err(error) = p.backend.datapath.lock().await.add_local_endpoint(&spec) {
                     tracing::error!("endpoint {}: restoring its datapath entry: {error}", e.id);
                 }
+                if let Err(error) = connect(p, e).await {
+                    tracing::error!("endpoint {}: restoring its way out and published ports: {error}", e.id);
+                }
                 if e.container.is_none() {
                     p.submit(super::plugin::Job::LearnName { endpoint_id: e.id.clone() });
                 }
@@ -125,6 +154,13 @@ pub async fn recover<S: Store + Transact>(p: &Plugin<S>, state: &mut State) {
         if let Some(e) = state.endpoints.remove(&id) {
             tracing::info!("endpoint {id}: its container went away while the plugin was stopped; cleaning up");
             remove_gone(p, &e).await;
+        }
+    }
+    // Ports published for endpoints this state no longer has.
+    if let Some(egress) = &p.backend.egress {
+        let keep = state.endpoints.values().filter(|e| e.joined).map(|e| egress::docker_owner(&e.id)).collect();
+        if let Err(error) = egress.retain("docker/", &keep).await {
+            tracing::warn!("removing the published ports of endpoints that are gone: {error}");
         }
     }
 }

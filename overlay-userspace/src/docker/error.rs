@@ -12,6 +12,7 @@ use crate::{
     container::ContainerError,
     datapath::DatapathError,
     dns::DnsError,
+    egress::EgressError,
     endpoint::EndpointError,
     netlink::NetlinkError,
     network::{NetworkError, ipam::IpamError},
@@ -97,6 +98,10 @@ pub enum DriverError {
     NameTaken { name: String, subnet: Ipv4Net, gateway: Ipv4Addr },
     #[error("opening this namespace: {0}")]
     OwnNamespace(std::io::Error),
+    #[error("docker run -p: {0}")]
+    PortMap(String),
+    #[error(transparent)]
+    Egress(#[from] EgressError),
     #[error("encoding {what}: {source}")]
     Encode { what: &'static str, source: serde_json::Error },
     #[error(transparent)]

@@ -18,6 +18,7 @@ use super::{
 };
 use crate::{
     container,
+    egress::{PortMapping, Protocol},
     network::{self, NetworkError},
     store::{Store, Transact},
 };
@@ -127,6 +128,10 @@ pub async fn create_endpoint<S: Store + Transact>(
         return Err(DriverError::EndpointId(r.endpoint_id));
     }
     let (ip, prefix_len) = parse_cidr(&interface.address, "address")?;
+    let ports = match r.options.get(protocol::PORTMAP_OPTION) {
+        Some(value) => port_mappings(value)?,
+        None => Vec::new(),
+    };
     let cluster = bindings::cluster_network(p, Lookup::DockerNetwork(&r.network_id)).await?;
     let mac = if interface.mac_address.is_empty() {
         container::mac_for(ip)
@@ -149,8 +154,19 @@ pub async fn create_endpoint<S: Store + Transact>(
         joined: false,
         container: None,
         aliases: Vec::new(),
+        internal: false,
+        ports,
     };
     let mut state = p.state.lock().await;
+    let mut endpoint = endpoint;
+    // An internal network has no way out, and nothing of it is published.
+    endpoint.internal = state.networks.get(&endpoint.docker_network).is_some_and(|n| n.internal);
+    if endpoint.internal && !endpoint.ports.is_empty() {
+        return Err(DriverError::PortMap(
+            "the network is internal: nothing of it is reachable from outside, so no port of it can be published"
+                .into(),
+        ));
+    }
     state.endpoints.insert(r.endpoint_id, endpoint);
     state.save(&p.config.state_dir)?;
     // The MAC is the driver's to choose unless the user gave one (--mac-address).
@@ -159,6 +175,43 @@ pub async fn create_endpoint<S: Store + Transact>(
     } else {
         Ok(json!({ "Interface": {} }))
     }
+}
+
+/// `docker run -p` as libnetwork passes it: each mapping of a fixed host port, on all
+/// of the host's addresses, TCP or UDP. What the overlay cannot do as asked is refused
+/// rather than done differently.
+fn port_mappings(value: &Value) -> Result<Vec<PortMapping>, DriverError> {
+    let bindings: Vec<protocol::PortBinding> = serde_json::from_value(value.clone())
+        .map_err(|e| DriverError::PortMap(format!("the port map Docker sent does not parse: {e}")))?;
+    let mut ports = Vec::new();
+    for b in bindings {
+        let protocol = match b.proto {
+            6 => Protocol::Tcp,
+            17 => Protocol::Udp,
+            other => return Err(DriverError::PortMap(format!("protocol {other} is not published: only tcp and udp"))),
+        };
+        if b.host_port == 0 {
+            return Err(DriverError::PortMap(format!(
+                "port {} without a host port: give one, -p HOSTPORT:{}",
+                b.port, b.port
+            )));
+        }
+        if b.host_port_end != 0 && b.host_port_end != b.host_port {
+            return Err(DriverError::PortMap(format!(
+                "host port range {}-{}: give one host port per mapping",
+                b.host_port, b.host_port_end
+            )));
+        }
+        if let Some(ip) = b.host_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "0.0.0.0" && *ip != "::") {
+            return Err(DriverError::PortMap(format!(
+                "{ip}:{}: ports are published on all of the host's addresses; leave out the address",
+                b.host_port
+            )));
+        }
+        ports.push(PortMapping { host_port: b.host_port, port: b.port, protocol });
+    }
+    crate::egress::ports::check_unique(&ports).map_err(DriverError::PortMap)?;
+    Ok(ports)
 }
 
 pub async fn endpoint_info<S: Store + Transact>(

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 
 use super::{client::DockerClient, config::PluginConfig, state::State};
-use crate::{datapath::Datapath, netlink::Netlink, network::ipam::Ipam, shutdown::Shutdown, store::LeaseId};
+use crate::{
+    datapath::Datapath, egress::Egress, netlink::Netlink, network::ipam::Ipam, shutdown::Shutdown, store::LeaseId,
+};
 
 /// What the plugin works with: the agent's store, IPAM, datapath and host.
 pub struct Backend<S> {
@@ -20,6 +22,9 @@ pub struct Backend<S> {
     pub node_name: String,
     /// The node's current lease: endpoint records and allocations are attached to it.
     pub lease: watch::Receiver<LeaseId>,
+    /// The host's egress (docs/egress.md): containers' way out and `docker run -p`.
+    /// `None`: containers get no way out, and endpoints with published ports are refused.
+    pub egress: Option<Arc<Egress>>,
 }
 
 /// Work a call starts and does not wait for. The plugin's job task runs each one

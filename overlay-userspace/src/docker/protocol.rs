@@ -15,6 +15,22 @@ pub const REQUEST_ADDRESS_TYPE: &str = "RequestAddressType";
 pub const GATEWAY_REQUEST: &str = "com.docker.network.gateway";
 /// `docker network create --internal`.
 pub const INTERNAL_OPTION: &str = "com.docker.network.internal";
+/// CreateEndpoint's `docker run -p` mappings: a list of [`PortBinding`].
+pub const PORTMAP_OPTION: &str = "com.docker.network.portmap";
+
+/// One `docker run -p` mapping as libnetwork sends it (its `types.PortBinding`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    /// IANA protocol number: 6 TCP, 17 UDP, 132 SCTP.
+    pub proto: u8,
+    /// The container's port.
+    pub port: u16,
+    #[serde(rename = "HostIP")]
+    pub host_ip: Option<String>,
+    pub host_port: u16,
+    pub host_port_end: u16,
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]

@@ -81,6 +81,12 @@ pub struct DockerEndpoint {
     pub container: Option<String>,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Its network is internal: no way out, nothing published.
+    #[serde(default)]
+    pub internal: bool,
+    /// What `docker run -p` publishes on this host for it.
+    #[serde(default)]
+    pub ports: Vec<crate::egress::PortMapping>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

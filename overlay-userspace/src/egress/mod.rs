@@ -56,6 +56,11 @@ pub fn container_owner(name: &str) -> String {
     format!("container/{name}")
 }
 
+/// The owner of a Docker endpoint's published ports (`docker run -p`).
+pub fn docker_owner(endpoint_id: &str) -> String {
+    format!("docker/{endpoint_id}")
+}
+
 /// Ports one owner (a container, or a Docker endpoint) publishes, with the host ports
 /// held for them. After an agent restart the ports read back from the table are held
 /// again when their owner publishes them again.
