@@ -160,8 +160,21 @@ fn docker_containers_get_egress_and_published_ports() -> anyhow::Result<()> {
         let _ = dockerd.docker(&["rm", "-f", "d4"]);
         // And it goes with the container.
         dockerd.docker(&["rm", "-f", "d2"])?;
-        let rules = cmd::run_in(&lab.host("agt01").ns, &["nft", "list", "table", "ip", "overlay"])?;
+        let ns = lab.host("agt01").ns.clone();
+        let rules = cmd::run_in(&ns, &["nft", "list", "table", "ip", "overlay"])?;
         assert!(!rules.contains("8081"), "{rules}");
+        assert!(tcp_request(&outside.ns, at, Duration::from_secs(1)).is_err(), "8081 still answers");
+
+        // The endpoints' routes back go with them, and the network's masquerade with
+        // the network (made through Docker, so `docker network rm` removes it).
+        dockerd.docker(&["rm", "-f", "d1"])?;
+        let routes = cmd::ip(&ns, &["route", "show"])?;
+        assert!(!routes.contains("10.88.1."), "{routes}");
+        dockerd.docker(&["network", "rm", "web"])?;
+        cluster::wait_for("web's rules to go", Duration::from_secs(15), || {
+            let rules = cmd::run_in(&ns, &["nft", "list", "table", "ip", "overlay"])?;
+            Ok(if rules.contains("10.88.1.0/24") { Err(rules) } else { Ok(()) })
+        })?;
         Ok(())
     })();
     let daemons: Vec<&cluster::Daemon> = agents.iter().collect();
