@@ -151,13 +151,17 @@ impl Lab {
     /// The hosts of ../shared/SCENARIO.md on one underlay subnet: store01 (etcd), mgr01
     /// (the manager) and agt01 to agt03 (agents).
     pub fn scenario(tag: &str) -> anyhow::Result<Lab> {
+        Lab::scenario_builder(tag).build()
+    }
+
+    /// The hosts of [`Lab::scenario`], to add more to (the demo adds an outside host).
+    pub fn scenario_builder(tag: &str) -> LabBuilder {
         Lab::builder(tag)
             .host("store01", "192.168.1.140/24")
             .host("mgr01", "192.168.1.121/24")
             .host("agt01", "192.168.1.141/24")
             .host("agt02", "192.168.1.142/24")
             .host("agt03", "192.168.1.143/24")
-            .build()
     }
 
     fn add_ns(&self, name: &str) -> anyhow::Result<()> {

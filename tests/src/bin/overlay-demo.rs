@@ -1,5 +1,5 @@
 //! `cargo xtask demo [--store etcd|zk]`: the reference scenario (../shared/SCENARIO.md,
-//! steps 1–11) on simulated hosts, with the product's own commands and Docker's, printed
+//! steps 1–12) on simulated hosts, with the product's own commands and Docker's, printed
 //! as a user would type them and see them; the cluster store is etcd, or ZooKeeper with
 //! `--store zk`. Everything it starts is stopped and removed when it
 //! ends, on success or failure.
@@ -13,14 +13,20 @@ use anyhow::{Context, bail};
 use overlay_tests::{
     Lab,
     cluster::{self, Daemon, Scratch, wait_for},
+    cmd,
     docker::{self, Dockerd},
     engine::{self, DockerCli, EnginePki},
+    outside::PeerLog,
     stores::{Backend, StoreServer},
 };
 
 /// The host of step 10's Docker commands (every agent runs a dockerd beside it).
 const DOCKER_HOST: &str = "agt01";
 const AGENTS: [&str; 3] = ["agt01", "agt02", "agt03"];
+/// Step 12's outside world: a host with a TEST-NET address that only the lab's router
+/// reaches (it has no route to the overlay's subnets).
+const OUTSIDE: &str = "outside";
+const OUTSIDE_CIDR: &str = "203.0.113.10/24";
 
 type Step = fn(&mut Demo) -> anyhow::Result<()>;
 
@@ -37,6 +43,7 @@ const STEPS: &[(&str, &str, Step)] = &[
     ("9", "Inside busybox02, ping busybox01 by name, across hosts", ping_by_name),
     ("10", "Docker: the plugin on agt01; a Docker container and native ones on one overlay", docker_step),
     ("11", "The seed's commands, through the manager: the stock docker CLI drives the cluster", seed_commands),
+    ("12", "The outside world: containers get out through their host, and a published port", outside_world),
 ];
 
 /// What the steps share. Dropped in order: Docker containers (while the plugin still
@@ -84,10 +91,11 @@ fn main() -> anyhow::Result<()> {
     let backend = backend()?;
     let started = std::time::Instant::now();
     println!("Simulated hosts: network namespaces joined by an underlay bridge in its own namespace.");
-    let lab = Lab::scenario("demo")?;
+    let lab = Lab::scenario_builder("demo").outside(OUTSIDE, OUTSIDE_CIDR).build()?;
     for host in &lab.hosts {
         println!("  {:<8} {:<15} (netns {})", host.name, host.ip, host.ns);
     }
+    println!("  ({OUTSIDE} is behind a router namespace, the other hosts' default route: step 12's outside world)");
     let scratch = Scratch::new("demo")?;
     let mut demo = Demo {
         lab: &lab,
@@ -126,11 +134,17 @@ fn main() -> anyhow::Result<()> {
     result
 }
 
+/// A command line as a user would type it: arguments with spaces in single quotes.
+fn typed(args: &[&str]) -> String {
+    let word = |a: &&str| if a.contains(' ') { format!("'{a}'") } else { (*a).to_owned() };
+    args.iter().map(word).collect::<Vec<_>>().join(" ")
+}
+
 impl Demo<'_> {
     /// Runs `overlay ARGS` on `host` (the store option before any `--`), prints the
     /// command line and its output, and fails if it fails.
     fn overlay(&self, host: &str, args: &[&str]) -> anyhow::Result<String> {
-        println!("{host}$ overlay {}", args.join(" "));
+        println!("{host}$ overlay {}", typed(args));
         let out = cluster::overlay_ok(self.lab, host, &self.store, args)?;
         print!("{out}");
         Ok(out)
@@ -143,7 +157,7 @@ impl Demo<'_> {
     /// Runs `docker ARGS` through the manager (step 11), printing it as typed on mgr01
     /// with `DOCKER_HOST` set to the manager's socket.
     fn manager_docker(&self, args: &[&str]) -> anyhow::Result<String> {
-        println!("mgr01$ docker {}", args.join(" "));
+        println!("mgr01$ docker {}", typed(args));
         let out = self.cli.as_ref().context("the manager serves no Engine API")?.run(args)?;
         print!("{out}");
         Ok(out)
@@ -151,7 +165,7 @@ impl Demo<'_> {
 
     /// Runs `docker ARGS` against the Docker host's dockerd, printing it as typed there.
     fn docker(&self, args: &[&str]) -> anyhow::Result<String> {
-        println!("{DOCKER_HOST}$ docker {}", args.join(" "));
+        println!("{DOCKER_HOST}$ docker {}", typed(args));
         let out = self.dockerd()?.docker(args)?;
         print!("{out}");
         Ok(out)
@@ -307,7 +321,7 @@ fn ping_by_name(demo: &mut Demo) -> anyhow::Result<()> {
     let pin_dir = demo.lab.host(&node2).pin_dir.to_string_lossy().into_owned();
     let bin = overlay_tests::overlay_binary::path()?;
     let bin = bin.to_str().context("overlay path is not UTF-8")?;
-    print!("{}", overlay_tests::cmd::run_in(&demo.lab.host(&node2).ns, &[bin, "stats", "--pin-dir", &pin_dir])?);
+    print!("{}", cmd::run_in(&demo.lab.host(&node2).ns, &[bin, "stats", "--pin-dir", &pin_dir])?);
     Ok(())
 }
 
@@ -398,9 +412,11 @@ fn seed_commands(demo: &mut Demo) -> anyhow::Result<()> {
     }
     let ps = demo.manager_docker(&["ps"])?;
     let (one, two) = (node_of(&ps, "busybox01"), node_of(&ps, "busybox02"));
-    if one.is_none() || one == two {
-        bail!("busybox01 on {one:?} and busybox02 on {two:?}: not spread over the agents");
+    let (Some(one), Some(two)) = (one, two) else { bail!("`docker ps` does not show where busybox01/02 run") };
+    if one == two {
+        bail!("busybox01 and busybox02 both on {one}: not spread over the agents");
     }
+    demo.placed = BTreeMap::from([("busybox01".to_owned(), one), ("busybox02".to_owned(), two)]);
     let out = demo.manager_docker(&["exec", "busybox02", "ping", "-c", "3", "busybox01"])?;
     if !out.contains("3 packets received") {
         bail!("busybox02 did not reach busybox01 by name through docker exec");
@@ -420,5 +436,71 @@ fn seed_commands(demo: &mut Demo) -> anyhow::Result<()> {
     let remote = DockerCli::tls(address, &certs, &demo.lab.host("store01").ns, &demo.scratch.path("docker-config"));
     println!("store01$ DOCKER_CERT_PATH=~/.docker/cluster docker --tlsverify -H tcp://{address} ps");
     print!("{}", remote.run(&["ps"])?);
+    Ok(())
+}
+
+fn outside_world(demo: &mut Demo) -> anyhow::Result<()> {
+    let outside = demo.lab.host(OUTSIDE).clone();
+    let _log = PeerLog::start(&outside.ns, outside.ip, 7000)?;
+    println!("{OUTSIDE}$ # a TCP server on {}:7000 answers `hello ADDRESS:PORT`, the address it sees", outside.ip);
+
+    // A Docker container of step 11 gets out through its host, masqueraded.
+    let node = demo.placed.get("busybox01").context("step 11 placed no busybox01")?.clone();
+    let node_ip = demo.lab.host(&node).ip;
+    println!("# busybox01 (10.0.9.x) runs on {node} ({node_ip})");
+    let nc = format!("echo hi | nc -w 3 {} 7000", outside.ip);
+    let out = demo.manager_docker(&["exec", "busybox01", "sh", "-c", &nc])?;
+    if !out.starts_with(&format!("hello {node_ip}:")) {
+        bail!("the outside host did not see busybox01 as {node}'s address {node_ip}: {out:?}");
+    }
+    let out = demo.manager_docker(&["exec", "busybox01", "ping", "-c", "2", &outside.ip.to_string()])?;
+    if !out.contains("2 packets received") {
+        bail!("busybox01 did not get ping replies from the outside host");
+    }
+
+    // A published port: the outside reaches it at the host's address, and nothing else.
+    let www = demo.scratch.path("www");
+    std::fs::create_dir_all(&www)?;
+    std::fs::write(www.join("index.html"), "hello from web, a container on my_network\n")?;
+    let www = www.to_string_lossy().into_owned();
+    let run = ["run", "--name", "web", "--net", "my_network", "-p", "8080:80", "--"];
+    demo.overlay("mgr01", &[&run[..], &["/bin/busybox", "httpd", "-f", "-p", "80", "-h", www.as_str()]].concat())?;
+    let ps = demo.overlay("mgr01", &["ps"])?;
+    let line = ps.lines().find(|l| l.split_whitespace().next().is_some_and(|c| c.ends_with("/web")));
+    let line = line.context("`overlay ps` does not show web")?;
+    if !line.contains("8080->80/tcp") {
+        bail!("`overlay ps` does not show web's published port: {line}");
+    }
+    let web_node = line.split('/').next().unwrap_or_default().to_owned();
+    let web_ip = demo.lab.host(&web_node).ip;
+    let get = |port: u16| {
+        let url = format!("http://{web_ip}:{port}/");
+        cmd::output_in(&outside.ns, &["curl", "-sS", "-m", "3", &url])
+    };
+    // httpd listens a moment after the container starts.
+    wait_for("web's httpd", Duration::from_secs(10), || {
+        let out = get(8080)?;
+        Ok(if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) })
+    })?;
+    println!("{OUTSIDE}$ curl -sS -m 3 http://{web_ip}:8080/");
+    let page = String::from_utf8_lossy(&get(8080)?.stdout).into_owned();
+    print!("{page}");
+    if !page.starts_with("hello from web") {
+        bail!("the published port answered {page:?}");
+    }
+    println!("{OUTSIDE}$ curl -sS -m 3 http://{web_ip}:80/   # web's own port, not published");
+    let out = get(80)?;
+    print!("{}", String::from_utf8_lossy(&out.stderr));
+    if out.status.success() {
+        bail!("web's unpublished port 80 answered at {web_ip}");
+    }
+
+    println!("{web_node}$ overlay stats   # (its egress and published-port part)");
+    let pin_dir = demo.lab.host(&web_node).pin_dir.to_string_lossy().into_owned();
+    let bin = overlay_tests::overlay_binary::path()?;
+    let bin = bin.to_str().context("overlay path is not UTF-8")?;
+    let stats = cmd::run_in(&demo.lab.host(&web_node).ns, &[bin, "stats", "--pin-dir", &pin_dir])?;
+    let egress = stats.find("EGRESS VNI").context("`overlay stats` shows no egress counters")?;
+    print!("{}", &stats[egress..]);
     Ok(())
 }
