@@ -1,5 +1,5 @@
 //! `cargo xtask bench` (`overlay-bench`) and the experiments measured beside it
-//! (`underlay-hook-bench`), on the simulated hosts of the tests' harness (overlay-tests).
+//! (`underlay-hook-bench`, `egress-bench`), on the simulated hosts of the tests' harness (overlay-tests).
 //! The harness builds labs, hosts, containers and daemons; this crate measures on them,
 //! with its own eBPF object for the reference paths (bench/ebpf), which the agent never
 //! loads.
@@ -8,6 +8,7 @@ pub mod agents;
 pub mod datapath;
 pub mod dns;
 pub mod ebpf;
+pub mod experiment;
 pub mod faults;
 pub mod flannel_peer;
 pub mod ipam;

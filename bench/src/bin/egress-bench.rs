@@ -25,34 +25,19 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, bail, ensure};
-use clap::Parser;
-use overlay_bench::datapath::median;
+use anyhow::{Context, ensure};
+use overlay_bench::experiment::{Ends, Rounds, Samples};
 use overlay_tests::{
     ContainerSpec, Lab,
     cluster::{self, Scratch},
     cmd,
     outside::{PeerLog, tcp_request},
     stores::{Backend, StoreServer},
-    traffic,
 };
 
 const OUTSIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const GW_SUBNET: &str = "172.18.0.0/16";
 const GW_BRIDGE: &str = "gwbr";
-
-#[derive(Parser)]
-struct Args {
-    /// Rounds; each round measures every variant once, in turn.
-    #[arg(long, default_value_t = 5)]
-    runs: usize,
-    #[arg(long, default_value_t = 3)]
-    tcp_seconds: u32,
-    #[arg(long, default_value_t = 2)]
-    udp_seconds: u32,
-    #[arg(long, default_value_t = 200)]
-    pings: u32,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Variant {
@@ -96,29 +81,12 @@ impl Metric {
     }
 }
 
-fn measure(lab: &Lab, client: &str, outside: &str, metric: Metric, a: &Args, port: u16) -> anyhow::Result<f64> {
-    let (tcp, udp) = (a.tcp_seconds.to_string(), a.udp_seconds.to_string());
+fn measure(ends: &Ends, metric: Metric, r: &Rounds, port: u16) -> anyhow::Result<f64> {
     match metric {
-        Metric::TcpOut | Metric::TcpIn => {
-            let mut extra = vec!["-t", tcp.as_str(), "-O", "1"];
-            if metric == Metric::TcpIn {
-                extra.push("-R");
-            }
-            let report = traffic::iperf3(lab, outside, OUTSIDE, client, port, &extra)?;
-            Ok(traffic::tcp_bits_per_second(&report)? / 1e9)
-        }
-        Metric::Udp64 => {
-            let report =
-                traffic::iperf3(lab, outside, OUTSIDE, client, port, &["-u", "-l", "64", "-b", "0", "-t", &udp])?;
-            Ok(traffic::udp_packets_per_second(&report)? / 1e3)
-        }
-        Metric::Ping => {
-            let result = traffic::ping(client, OUTSIDE, a.pings, "0.01")?;
-            if result.received * 10 < result.transmitted * 9 {
-                bail!("ping lost {} of {}", result.transmitted - result.received, result.transmitted);
-            }
-            Ok(result.avg_rtt_ms.context("no ping reply")? * 1000.0)
-        }
+        Metric::TcpOut => ends.tcp(r, port, false),
+        Metric::TcpIn => ends.tcp(r, port, true),
+        Metric::Udp64 => ends.small_udp(r, port),
+        Metric::Ping => ends.ping(r),
     }
 }
 
@@ -155,7 +123,9 @@ fn egress_packets(lab: &Lab, host: &str) -> anyhow::Result<u64> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let rounds = Rounds::from_command_line(
+        "A container's way out, measured: the host itself, egress as shipped and Docker's gateway bridge, to an outside host (docs/datapath.md)",
+    );
     let mut lab = Lab::builder("egbench")
         .host("store01", "192.168.1.140/24")
         .host("agt01", "192.168.1.141/24")
@@ -192,47 +162,24 @@ fn main() -> anyhow::Result<()> {
         ensure!(egress > 0, "nothing counted as egress");
         eprintln!("  check: all three reach {OUTSIDE} as {}; egress packets counted: {egress}", host.ip);
 
-        let mut samples: Vec<(Variant, Metric, Vec<f64>)> = Vec::new();
-        for v in Variant::ALL {
-            for m in Metric::ALL {
-                samples.push((v, m, Vec::new()));
-            }
-        }
+        let mut samples = Samples::new(&Variant::ALL, &Metric::ALL);
         let mut port = 5600u16;
-        for round in 0..args.runs {
+        for round in 0..rounds.runs {
             for i in 0..Variant::ALL.len() {
                 let variant = Variant::ALL[(i + round) % Variant::ALL.len()];
+                let ends = Ends { lab: &lab, client: &client(variant), server: &outside, ip: OUTSIDE };
                 for metric in Metric::ALL {
                     port += 1;
-                    let value = measure(&lab, &client(variant), &outside, metric, &args, port)
+                    let value = measure(&ends, metric, &rounds, port)
                         .with_context(|| format!("{} {metric:?} round {round}", variant.label()))?;
                     eprintln!("  round {round} {:<18} {metric:?}: {value:.2} {}", variant.label(), metric.unit());
-                    samples.iter_mut().find(|(v, m, _)| *v == variant && *m == metric).expect("slot").2.push(value);
+                    samples.push(variant, metric, value);
                     lab.stop_children();
                 }
             }
         }
-
-        let med =
-            |v: Variant, m: Metric| median(&samples.iter().find(|(sv, sm, _)| *sv == v && *sm == m).expect("slot").2);
-        println!(
-            "{:<18} {:<8} {:>9} {:<6} {:>9} {:>11}  runs",
-            "variant", "metric", "median", "unit", "vs host", "vs egress"
-        );
-        for (variant, metric, runs) in &samples {
-            let m = median(runs);
-            let runs: Vec<String> = runs.iter().map(|v| format!("{v:.2}")).collect();
-            println!(
-                "{:<18} {:<8} {:>9.2} {:<6} {:>9.3} {:>11.3}  [{}]",
-                variant.label(),
-                format!("{metric:?}"),
-                m,
-                metric.unit(),
-                m / med(Variant::Host, *metric),
-                m / med(Variant::Egress, *metric),
-                runs.join(", ")
-            );
-        }
+        let against = [("vs host", Variant::Host), ("vs egress", Variant::Egress)];
+        print!("{}", samples.table(Variant::label, Metric::unit, &against));
         Ok(())
     })();
     let result = cluster::report(result, &[&agent], "");

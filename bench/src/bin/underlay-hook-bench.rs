@@ -12,11 +12,11 @@
 use std::net::Ipv4Addr;
 
 use anyhow::{Context, bail, ensure};
-use clap::Parser;
 use overlay::netns;
 use overlay_bench::{
-    datapath::{Metric, median},
+    datapath::Metric,
     ebpf::BenchEbpf,
+    experiment::{Ends, Rounds, Samples},
 };
 use overlay_common::{Direction, Reason};
 use overlay_tests::{
@@ -27,19 +27,6 @@ use overlay_tests::{
 
 /// What this bench measures of each variant.
 const METRICS: [Metric; 3] = [Metric::TcpThroughput, Metric::SmallPacketRate, Metric::Ping];
-
-#[derive(Parser)]
-struct Args {
-    /// Rounds; each round measures every variant once, in turn.
-    #[arg(long, default_value_t = 5)]
-    runs: usize,
-    #[arg(long, default_value_t = 3)]
-    tcp_seconds: u32,
-    #[arg(long, default_value_t = 2)]
-    udp_seconds: u32,
-    #[arg(long, default_value_t = 200)]
-    pings: u32,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Variant {
@@ -190,39 +177,19 @@ impl Setup<'_> {
     }
 }
 
-fn measure(
-    lab: &Lab,
-    client: &str,
-    server: &str,
-    ip: Ipv4Addr,
-    metric: Metric,
-    a: &Args,
-    port: u16,
-) -> anyhow::Result<f64> {
+fn measure(ends: &Ends, metric: Metric, r: &Rounds, port: u16) -> anyhow::Result<f64> {
     match metric {
-        Metric::TcpThroughput => {
-            let t = a.tcp_seconds.to_string();
-            let report = traffic::iperf3(lab, server, ip, client, port, &["-t", &t, "-O", "1"])?;
-            Ok(traffic::tcp_bits_per_second(&report)? / 1e9)
-        }
-        Metric::SmallPacketRate => {
-            let t = a.udp_seconds.to_string();
-            let report = traffic::iperf3(lab, server, ip, client, port, &["-u", "-l", "64", "-b", "0", "-t", &t])?;
-            Ok(traffic::udp_packets_per_second(&report)? / 1e3)
-        }
-        Metric::Ping => {
-            let result = traffic::ping(client, ip, a.pings, "0.01")?;
-            if result.received * 10 < result.transmitted * 9 {
-                bail!("ping lost {} of {}", result.transmitted - result.received, result.transmitted);
-            }
-            Ok(result.avg_rtt_ms.context("no ping reply")? * 1000.0)
-        }
+        Metric::TcpThroughput => ends.tcp(r, port, false),
+        Metric::SmallPacketRate => ends.small_udp(r, port),
+        Metric::Ping => ends.ping(r),
         other => bail!("{other:?} is not measured by this bench"),
     }
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let rounds = Rounds::from_command_line(
+        "TC or XDP for decapsulation on the underlay, measured side by side (docs/datapath.md)",
+    );
     let mut lab = Lab::builder("hook").host("h1", "192.168.1.141/24").host("h2", "192.168.1.142/24").build()?;
     let (h1, h2) = (lab.host("h1").clone(), lab.host("h2").clone());
     const VNI: u32 = 20;
@@ -255,13 +222,8 @@ fn main() -> anyhow::Result<()> {
         setup.check_overlay(variant, &mut port)?;
     }
 
-    let mut samples: Vec<(Variant, Metric, Vec<f64>)> = Vec::new();
-    for v in Variant::ALL {
-        for m in METRICS {
-            samples.push((v, m, Vec::new()));
-        }
-    }
-    for round in 0..args.runs {
+    let mut samples = Samples::new(&Variant::ALL, &METRICS);
+    for round in 0..rounds.runs {
         // Rotate the order each round, so no variant always runs first after a switch.
         for i in 0..Variant::ALL.len() {
             let variant = Variant::ALL[(i + round) % Variant::ALL.len()];
@@ -273,10 +235,11 @@ fn main() -> anyhow::Result<()> {
             traffic::ping(&client, ip, 1, "0.2")?;
             for metric in METRICS {
                 port += 1;
-                let value = measure(&lab, &client, &server, ip, metric, &args, port)
+                let ends = Ends { lab: &lab, client: &client, server: &server, ip };
+                let value = measure(&ends, metric, &rounds, port)
                     .with_context(|| format!("{} {metric:?} round {round}", variant.label()))?;
                 eprintln!("  round {round} {:<22} {metric:?}: {value:.2} {}", variant.label(), metric.unit());
-                samples.iter_mut().find(|(v, m, _)| *v == variant && *m == metric).expect("slot").2.push(value);
+                samples.push(variant, metric, value);
                 lab.stop_children();
             }
         }
@@ -284,22 +247,8 @@ fn main() -> anyhow::Result<()> {
     // Leave the datapath as the product runs it.
     setup.select(Variant::Tc)?;
 
-    let med = |v: Variant, m: Metric| median(&samples.iter().find(|(sv, sm, _)| *sv == v && *sm == m).expect("slot").2);
-    println!("{:<22} {:<16} {:>9} {:<6} {:>8} {:>8}  runs", "variant", "metric", "median", "unit", "vs TC", "vs ul");
-    for (variant, metric, runs) in &samples {
-        let m = median(runs);
-        let runs: Vec<String> = runs.iter().map(|v| format!("{v:.2}")).collect();
-        println!(
-            "{:<22} {:<16} {:>9.2} {:<6} {:>8.3} {:>8.3}  [{}]",
-            variant.label(),
-            format!("{metric:?}"),
-            m,
-            metric.unit(),
-            m / med(Variant::Tc, *metric),
-            m / med(Variant::Underlay, *metric),
-            runs.join(", ")
-        );
-    }
+    let med = |v: Variant, m: Metric| samples.median(v, m);
+    print!("{}", samples.table(Variant::label, Metric::unit, &[("vs TC", Variant::Tc), ("vs ul", Variant::Underlay)]));
     for metric in METRICS {
         println!(
             "XDP/TC {metric:?}: {:.3} against TC as today, {:.3} against TC under the same wire conditions",
