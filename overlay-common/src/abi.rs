@@ -20,8 +20,9 @@ pub mod map_names {
     pub const NET_COUNTERS: &str = "OVL_NET_COUNTS";
     pub const SUBNETS: &str = "OVL_SUBNETS";
     pub const EGRESS: &str = "OVL_EGRESS";
+    pub const RESOLVER: &str = "OVL_RESOLVER";
 
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         CONFIG,
         NETWORKS,
         INTERFACES,
@@ -32,6 +33,7 @@ pub mod map_names {
         NET_COUNTERS,
         SUBNETS,
         EGRESS,
+        RESOLVER,
     ];
 }
 
@@ -139,6 +141,26 @@ pub struct RemoteEndpoint {
     pub _pad: [u8; 2],
 }
 
+/// `OVL_RESOLVER[0]`: the host's resolver for Docker containers, in a namespace of its
+/// own behind a veth (docs/docker.md). A container's DNS query to `ip` (UDP or TCP port
+/// 53) is sent out of the host side `ifindex`, addressed to `mac`; the resolver's answer
+/// comes back in through that veth and is delivered to the container that asked.
+/// All zero: there is no such resolver.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResolverConfig {
+    /// The resolver's address, inside its namespace ([`ipv4_key`]); 0: none.
+    pub ip: u32,
+    /// The host side's address on the same veth ([`ipv4_key`]): the host's own queries
+    /// come from it, and answers to it go to the host.
+    pub host_ip: u32,
+    /// The host side of the veth (where the answers come in).
+    pub ifindex: u32,
+    /// The MAC of the resolver's side of the veth.
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
 /// `OVL_MEMBERS[vtep]`: a host allowed to send us VXLAN. The value is reserved.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -196,6 +218,7 @@ const _: () = {
     assert!(size_of::<Counter>() == 16);
     assert!(size_of::<Subnet>() == 8);
     assert!(size_of::<EgressDevice>() == 12);
+    assert!(size_of::<ResolverConfig>() == 20);
 };
 
 #[cfg(feature = "user")]
@@ -213,4 +236,5 @@ mod pod {
     unsafe impl aya::Pod for Counter {}
     unsafe impl aya::Pod for Subnet {}
     unsafe impl aya::Pod for EgressDevice {}
+    unsafe impl aya::Pod for ResolverConfig {}
 }

@@ -19,6 +19,10 @@ pub enum Reason {
     /// A container's packet for an address off the overlay, handed to the host's stack,
     /// which masquerades it (egress; published ports' replies leave this way too).
     Egress = 5,
+    /// A container's DNS query, sent to the host's resolver for Docker containers.
+    ToResolver = 6,
+    /// That resolver's answer, delivered to the container that asked.
+    FromResolver = 7,
 
     /// The veth is not registered as a container interface.
     UnknownInterface = 16,
@@ -61,6 +65,9 @@ pub enum Reason {
     /// later fragment of UDP to one, which could hide it): masqueraded, it would pass the
     /// member check there as if this host had sent it.
     EgressVxlan = 34,
+    /// From the resolver's namespace, to an address that neither asked it a question
+    /// (recently) nor is the host's side of its veth.
+    ResolverNotAsked = 35,
 }
 
 /// Which program counted the packet.
@@ -90,13 +97,15 @@ impl Reason {
     /// One past the largest reason number: the counter map holds `SLOTS * Direction::COUNT` cells.
     pub const SLOTS: u32 = 64;
 
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 28] = [
         Reason::Encapsulated,
         Reason::Decapsulated,
         Reason::DeliveredLocally,
         Reason::ArpAnswered,
         Reason::PassedToHost,
         Reason::Egress,
+        Reason::ToResolver,
+        Reason::FromResolver,
         Reason::UnknownInterface,
         Reason::UnsupportedProtocol,
         Reason::Truncated,
@@ -116,6 +125,7 @@ impl Reason {
         Reason::NotConfigured,
         Reason::NoEgress,
         Reason::EgressVxlan,
+        Reason::ResolverNotAsked,
     ];
 
     pub const fn is_drop(self) -> bool {
@@ -136,6 +146,8 @@ impl Reason {
             Reason::ArpAnswered => "arp-answered",
             Reason::PassedToHost => "passed-to-host",
             Reason::Egress => "egress",
+            Reason::ToResolver => "to-resolver",
+            Reason::FromResolver => "from-resolver",
             Reason::UnknownInterface => "drop-unknown-interface",
             Reason::UnsupportedProtocol => "drop-unsupported-protocol",
             Reason::Truncated => "drop-truncated",
@@ -155,6 +167,7 @@ impl Reason {
             Reason::NotConfigured => "drop-not-configured",
             Reason::NoEgress => "drop-no-egress",
             Reason::EgressVxlan => "drop-egress-vxlan",
+            Reason::ResolverNotAsked => "drop-resolver-not-asked",
         }
     }
 

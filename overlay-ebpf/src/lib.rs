@@ -14,4 +14,5 @@ pub mod headers;
 pub mod local;
 pub mod maps;
 pub mod next_hop;
+pub mod resolver;
 pub mod verdict;

@@ -12,11 +12,12 @@ use overlay_ebpf::{
     arp, decap, egress, encap,
     fdb::{self, Destination},
     headers::{self, ETH_P_ARP, ETH_P_IP, EthHdr, Ipv4Hdr},
-    local,
+    local, resolver,
     verdict::{self, Verdict},
 };
 
-/// TC ingress of the host side of a container's veth: every frame the container sends.
+/// TC ingress of the host side of a container's veth: every frame the container sends;
+/// and of the resolver's veth: its answers to containers.
 #[classifier]
 pub fn overlay_from_container(ctx: TcContext) -> i32 {
     let bytes = ctx.len();
@@ -35,7 +36,13 @@ fn from_container(ctx: &TcContext) -> Verdict {
     // SAFETY: the context's skb pointer is valid for the whole program run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // One lookup: the interface carries its network's gateway and counter slot.
-    let iface = fdb::interface(ifindex).ok_or(Reason::UnknownInterface)?;
+    let Some(iface) = fdb::interface(ifindex) else {
+        // The resolver's veth is the one interface that is not a container's.
+        return match resolver::config() {
+            Some(r) if r.ifindex == ifindex => resolver::from_resolver(ctx, &r),
+            _ => Err(Reason::UnknownInterface),
+        };
+    };
     if iface.counter_slot == NO_NETWORK_SLOT {
         return Err(Reason::UnknownVni);
     }
@@ -52,7 +59,10 @@ fn from_container(ctx: &TcContext) -> Verdict {
                 Destination::Remote(endpoint) => {
                     encap::to_remote(ctx, &eth, &ip, iface.vni, &endpoint, iface.counter_slot)
                 }
-                Destination::Unknown => egress::to_host(ctx, &ip, &iface),
+                Destination::Unknown => match resolver::query(ctx, &eth, &ip, &iface) {
+                    Some(verdict) => verdict,
+                    None => egress::to_host(ctx, &ip, &iface),
+                },
             }
         }
         _ => Err(Reason::UnsupportedProtocol),

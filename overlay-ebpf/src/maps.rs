@@ -1,7 +1,7 @@
 //! Every map that userspace fills or reads. Names and value types come from
 //! overlay-common, which userspace uses too; all of them are pinned by name so a
 //! restarted agent adopts them. (The next-hop cache, which only the programs use, lives
-//! with its code in `next_hop.rs`.)
+//! with its code in `next_hop.rs`, and the resolver's askers in `resolver.rs`.)
 
 use aya_ebpf::{
     macros::map,
@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use overlay_common::{
     Counter, Direction, EgressDevice, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NetworkInfo, Reason,
-    RemoteEndpoint, Subnet, capacity,
+    RemoteEndpoint, ResolverConfig, Subnet, capacity,
 };
 
 #[map]
@@ -43,3 +43,6 @@ pub static OVL_SUBNETS: LpmTrie<u32, Subnet> = LpmTrie::pinned(capacity::SUBNETS
 
 #[map]
 pub static OVL_EGRESS: Array<EgressDevice> = Array::pinned(1, 0);
+
+#[map]
+pub static OVL_RESOLVER: Array<ResolverConfig> = Array::pinned(1, 0);

@@ -13,7 +13,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{Ipv4Addr, SocketAddr},
+    net::Ipv4Addr,
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -45,8 +45,9 @@ use crate::{
 
 /// The image every Docker test container runs.
 pub const IMAGE: &str = "ovt-busybox:latest";
-/// Where each host's plugin serves dockerd's embedded DNS (inside the host namespace).
-pub const DNS_LISTEN: &str = "127.0.0.77:53";
+/// The resolver for each host's Docker containers, which dockerd's resolv.conf names
+/// (the plugin serves it in a namespace of its own; docs/docker.md).
+pub const DNS_ADDRESS: Ipv4Addr = docker::DEFAULT_DNS_ADDRESS;
 /// The plugin's name (its default), as `docker network create -d` takes it.
 pub const PLUGIN: &str = docker::DEFAULT_NAME;
 /// Container MTU: the lab's 1500-byte underlay minus VXLAN.
@@ -206,7 +207,7 @@ impl Dockerd {
             "--docker-socket",
             &self.socket.to_string_lossy(),
             "--docker-dns",
-            DNS_LISTEN,
+            &DNS_ADDRESS.to_string(),
             "--docker-state-dir",
             &state_dir.to_string_lossy(),
         ]
@@ -378,7 +379,7 @@ impl Node {
         let (store, datapath, node_id, name) =
             (self.store.clone(), self.datapath.clone(), self.id.clone(), self.name.clone());
         let lease = self.lease.subscribe();
-        let listen: SocketAddr = DNS_LISTEN.parse()?;
+        let resolver_netns = format!("{}-{}", self.host.ns, docker::resolver_namespace::NETNS_SUFFIX);
         let task = self.runtime.as_ref().context("node stopped")?.spawn(async move {
             let backend = Backend {
                 ipam: Ipam::new(store.clone()),
@@ -390,7 +391,7 @@ impl Node {
                 lease,
                 egress: None,
             };
-            let dns = DockerDns { sockets: docker::bind_dns(listen)?, upstreams: Arc::new(Upstreams::none()) };
+            let dns = DockerDns { address: DNS_ADDRESS, netns: resolver_netns, upstreams: Arc::new(Upstreams::none()) };
             docker::serve(config.clone(), backend, Some(dns), shutdown).await?;
             anyhow::Ok(())
         });

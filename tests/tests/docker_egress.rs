@@ -45,7 +45,7 @@ fn docker_containers_get_egress_and_published_ports() -> anyhow::Result<()> {
     let scratch = Scratch::new("dkegress")?;
     let server = StoreServer::start(Backend::Etcd, lab.host("store01"))?;
     let store = server.url("my_cluster");
-    let resolver: Ipv4Addr = docker::DNS_LISTEN.split(':').next().unwrap_or_default().parse()?;
+    let resolver = docker::DNS_ADDRESS;
     let dockerd = Dockerd::start(lab.host("agt01"), resolver)?;
     let extra = dockerd.agent_args(&scratch.path("agt01-docker"));
     let agents = [

@@ -7,7 +7,7 @@
 //! own function, named in the failure.
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::SocketAddr,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -63,7 +63,7 @@ impl Cluster<'_> {
         let store = etcd.url("engine");
         let docker_hosts: Vec<&overlay_tests::Host> = DOCKER_HOSTS.iter().map(|h| lab.host(h)).collect();
         let pki = EnginePki::create(&scratch.path("pki"), lab.host("mgr01"), &docker_hosts)?;
-        let resolver: Ipv4Addr = docker::DNS_LISTEN.split(':').next().unwrap_or_default().parse()?;
+        let resolver = docker::DNS_ADDRESS;
         let mut dockerds = Vec::new();
         let mut agents = Vec::new();
         let mut agent_args = Vec::new();
@@ -101,10 +101,13 @@ impl Cluster<'_> {
             manager: Some(manager),
             _etcd: etcd,
         };
-        cluster::wait_for_list(lab.host("mgr01"), &cluster.store, &all, Duration::from_secs(30))?;
-        wait_for("the manager's Engine API socket", Duration::from_secs(20), || {
-            Ok(if cluster.socket.exists() { Ok(()) } else { Err("no socket yet".into()) })
-        })?;
+        let up =
+            cluster::wait_for_list(lab.host("mgr01"), &cluster.store, &all, Duration::from_secs(30)).and_then(|_| {
+                wait_for("the manager's Engine API socket", Duration::from_secs(20), || {
+                    Ok(if cluster.socket.exists() { Ok(()) } else { Err("no socket yet".into()) })
+                })
+            });
+        cluster.report(up.map(drop))?;
         println!("start: the cluster is up after {:.1?}", started.elapsed());
         Ok(cluster)
     }
@@ -238,6 +241,39 @@ fn exec_ping_by_name(c: &Cluster) -> anyhow::Result<()> {
     if code.success {
         bail!("docker exec did not carry the command's exit status: {code:?}");
     }
+    Ok(())
+}
+
+/// A Docker container resolves the names of its own networks only, even those of a
+/// container on the same host: busybox01 (my_network) and onlyb01 (net_b) share a host.
+fn names_scoped_per_network(c: &Cluster) -> anyhow::Result<()> {
+    let ps = c.docker(&["ps"])?;
+    let host = node_of(&ps, "busybox01").context("busybox01 not listed")?;
+    c.docker(&["network", "create", "-d", "overlay", "--subnet", "10.0.10.0/24", "net_b"])?;
+    let pin = format!("constraint:node=={host}");
+    c.docker(&["run", "-d", "--name", "onlyb01", "--net=net_b", "-e", &pin, docker::IMAGE, "sleep", "600"])?;
+    let nslookup = |from: &str, name: &str| c.cli.output(&["exec", from, "nslookup", name], None);
+    // The resolver answers busybox01 (a name on its network, on another host) ...
+    let seen = nslookup("busybox01", "busybox02")?;
+    if !seen.success || !seen.stdout.contains("10.0.9.") {
+        bail!("busybox01 does not resolve busybox02 (its network, another host): {seen:?}");
+    }
+    // ... and not a container of another network on its own host, either way.
+    for (from, name) in [("busybox01", "onlyb01"), ("onlyb01", "busybox01")] {
+        let hidden = nslookup(from, name)?;
+        if hidden.success || hidden.stdout.contains("Address: 10.0.") {
+            bail!("{from} resolves {name}, which is only on a network it is not on: {hidden:?}");
+        }
+    }
+    // The queries went through the datapath to the resolver of their host.
+    let stats =
+        cluster::overlay(c.lab.host(&host), &["stats", "--pin-dir", &c.lab.host(&host).pin_dir.to_string_lossy()])?;
+    let stats = String::from_utf8_lossy(&stats.stdout).into_owned();
+    if !stats.lines().any(|l| l.contains("to-resolver")) || !stats.lines().any(|l| l.contains("from-resolver")) {
+        bail!("{host}'s datapath counted no query to its resolver:\n{stats}");
+    }
+    c.docker(&["rm", "-f", "onlyb01"])?;
+    c.docker(&["network", "rm", "net_b"])?;
     Ok(())
 }
 
@@ -381,11 +417,12 @@ fn the_docker_cli_drives_the_cluster_through_the_manager() -> anyhow::Result<()>
     let lab = Lab::scenario("engine")?;
     let scratch = Scratch::new("engine")?;
     let mut c = Cluster::start(&lab, &scratch)?;
-    let steps: [(&str, Step); 7] = [
+    let steps: [(&str, Step); 8] = [
         ("version and info", version_and_info),
         ("network create / ls / inspect", create_network),
         ("run -d spread over the nodes, ps as node/name", run_spread),
         ("exec ping by name across hosts", exec_ping_by_name),
+        ("names scoped per network", names_scoped_per_network),
         ("run -i --rm round-trips stdin", stdin_round_trip),
         ("network rm refused in use; rm -f releases the address", network_rm_and_release),
         ("TLS listener and endpoints", tls_listener),

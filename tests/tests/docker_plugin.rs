@@ -146,7 +146,7 @@ fn docker_containers_on_two_hosts_and_a_native_one_share_the_overlay() -> anyhow
         .iter()
         .map(|h| Node::start(lab.host(h), &url))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let resolver: Ipv4Addr = docker::DNS_LISTEN.split(':').next().unwrap_or_default().parse()?;
+    let resolver = docker::DNS_ADDRESS;
     let dockerds = vec![Dockerd::start(lab.host("agt01"), resolver)?, Dockerd::start(lab.host("agt02"), resolver)?];
     let mut setup = Setup { native_ns: None, plugins: Vec::new(), dockerds, nodes, _etcd: etcd, scratch, lab };
     for i in 0..2 {

@@ -45,7 +45,7 @@ fn the_plugin_forgets_networks_its_dockerd_lost() -> anyhow::Result<()> {
     let scratch = Scratch::new("docker-state")?;
     let etcd = Etcd::start(lab.host("store01"))?;
     let node = Node::start(lab.host("agt01"), &etcd.url(&format!("dstate-{:08x}", rand::random::<u32>())))?;
-    let resolver: Ipv4Addr = docker::DNS_LISTEN.split(':').next().unwrap_or_default().parse()?;
+    let resolver = docker::DNS_ADDRESS;
     let mut dockerd = Dockerd::start(lab.host("agt01"), resolver)?;
     let result = scenario(&node, &mut dockerd, &scratch);
     if result.is_err() {

@@ -550,7 +550,9 @@ impl<S: Store + Transact> ContainerTask<S> {
             Ok(entries) => entries
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .filter_map(|n| n.strip_prefix(&self.config.netns_prefix).map(str::to_owned))
-                .filter(|name| !name.is_empty() && !keep(name))
+                // Only what a container can be named: the Docker resolver's namespace
+                // shares the prefix (`_docker-dns`, which no container name can be).
+                .filter(|name| record::validate_name(name).is_ok() && !keep(name))
                 .collect(),
             Err(_) => return,
         };

@@ -43,8 +43,9 @@ pub struct AgentConfig {
     pub upstream_resolv_conf: PathBuf,
     /// The Docker network and IPAM plugin; `None`: off. Its MTU is set by the agent.
     pub docker: Option<crate::docker::PluginConfig>,
-    /// Where the plugin serves cluster names to dockerd's resolver (loopback).
-    pub docker_dns: Option<std::net::SocketAddr>,
+    /// The address of the resolver for Docker containers (link-local; dockerd's
+    /// resolv.conf names it), in a namespace of its own, PREFIX + `_docker-dns`.
+    pub docker_dns: Option<std::net::Ipv4Addr>,
     /// dockerd served to the managers over mutual TLS (with the plugin); `None`: off.
     pub engine: Option<crate::engine::endpoint::EndpointConfig>,
 }
@@ -212,13 +213,11 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     let upstreams = std::sync::Arc::new(upstreams);
     if let Some(mut plugin) = config.docker.clone() {
         plugin.mtu = container_mtu;
-        let dns = match config.docker_dns {
-            Some(listen) => Some(crate::docker::DockerDns {
-                sockets: crate::docker::bind_dns(listen)?,
-                upstreams: upstreams.clone(),
-            }),
-            None => None,
-        };
+        let dns = config.docker_dns.map(|address| crate::docker::DockerDns {
+            address,
+            netns: format!("{}{}", config.netns_prefix, crate::docker::resolver_namespace::NETNS_SUFFIX),
+            upstreams: upstreams.clone(),
+        });
         let backend = crate::docker::Backend {
             store: store.clone(),
             ipam: crate::network::ipam::Ipam::new(store.clone()),

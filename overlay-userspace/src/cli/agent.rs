@@ -61,8 +61,9 @@ pub struct AgentArgs {
     /// dockerd's API socket (container and network names, networks on other hosts).
     #[arg(long, default_value = overlay::docker::DEFAULT_DOCKER_SOCKET)]
     pub docker_socket: PathBuf,
-    /// Loopback address where cluster names are served to dockerd's resolver ("off": none).
-    #[arg(long, default_value = "127.0.0.77:53")]
+    /// The link-local address of the resolver for Docker containers, which dockerd's
+    /// resolv.conf must name as its only nameserver (docs/docker.md); "off": none.
+    #[arg(long, default_value = "169.254.77.53")]
     pub docker_dns: String,
     /// The plugin's local state.
     #[arg(long, default_value = overlay::docker::DEFAULT_STATE_DIR)]
@@ -128,12 +129,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let docker_dns = match (args.docker, args.docker_dns.as_str()) {
         (false, _) | (true, "off") => None,
         (true, addr) => {
-            let addr: std::net::SocketAddr =
-                addr.parse().map_err(|_| anyhow::anyhow!("--docker-dns {addr:?}: use a loopback IP:PORT, or off"))?;
-            anyhow::ensure!(
-                addr.ip().is_loopback(),
-                "--docker-dns {addr}: only a loopback address (it has no authentication)"
-            );
+            let addr: std::net::Ipv4Addr = addr
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--docker-dns {addr:?}: give an IPv4 address (169.254.77.53), or off"))?;
+            overlay::docker::resolver_namespace::host_side(addr)?;
             Some(addr)
         }
     };

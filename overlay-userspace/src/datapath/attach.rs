@@ -42,6 +42,15 @@ impl Datapath {
         self.unpin_link(self.link_path(&format!("if-{interface}")))
     }
 
+    pub(super) fn attach_resolver_interface(&mut self, interface: &str) -> Result<(), DatapathError> {
+        let path = self.link_path("resolver");
+        self.attach(program_names::FROM_CONTAINER, interface, path)
+    }
+
+    pub(super) fn detach_resolver_interface(&mut self) -> Result<(), DatapathError> {
+        self.unpin_link(self.link_path("resolver"))
+    }
+
     fn link_path(&self, name: &str) -> PathBuf {
         self.config.pin_dir.join("links").join(name)
     }

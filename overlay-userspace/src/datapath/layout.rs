@@ -18,7 +18,7 @@ use std::{mem::size_of, path::Path};
 use aya::maps::{HashMap, Map, MapData, MapInfo};
 use overlay_common::{
     Counter, Direction, EgressDevice, EndpointKey, HostConfig, Interface, LocalEndpoint, Member, NetworkInfo, Reason,
-    RemoteEndpoint, Subnet, capacity, map_names,
+    RemoteEndpoint, ResolverConfig, Subnet, capacity, map_names,
 };
 
 use super::{DatapathError, Layout};
@@ -41,6 +41,7 @@ fn expected(name: &str) -> Option<Layout> {
         // The LPM trie's key is the prefix length and the address.
         map_names::SUBNETS => layout::<[u32; 2], Subnet>(capacity::SUBNETS),
         map_names::EGRESS => layout::<u32, EgressDevice>(1),
+        map_names::RESOLVER => layout::<u32, ResolverConfig>(1),
         _ => return None,
     })
 }

@@ -9,6 +9,7 @@
 //! PIN_DIR/maps/OVL_*            the maps (adopted by name when the agent restarts)
 //! PIN_DIR/links/underlay        TCX ingress link on the underlay interface
 //! PIN_DIR/links/if-IFNAME       TCX ingress link on a container's host-side veth
+//! PIN_DIR/links/resolver        TCX ingress link on the host side of the resolver's veth
 //! ```
 
 mod attach;
@@ -19,6 +20,7 @@ mod headroom;
 mod layout;
 mod pin_lock;
 mod pinned;
+mod resolver;
 mod tables;
 
 use std::{
@@ -38,6 +40,7 @@ pub use error::DatapathError;
 pub use headroom::{BRIDGE as HEADROOM_BRIDGE, remove as remove_headroom_bridge};
 pub use pin_lock::{PinLock, lock_pin_dir};
 pub use pinned::{PinnedRemotes, pinned_endpoints, pinned_remotes};
+pub use resolver::ResolverSpec;
 pub use tables::{LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec, SubnetSpec};
 
 /// Key size, value size and capacity of a pinned map (`layout.rs` checks them; a

@@ -73,7 +73,7 @@ use std::{
 };
 
 pub use resolv_conf::{container_resolv_conf, remove_netns_resolv_conf, write_netns_resolv_conf};
-pub use server::{Resolver, Sockets, bind_in_netns, bind_in_netns_at, serve, serve_container};
+pub use server::{Querier, Resolver, Sockets, bind_in_netns, bind_in_netns_at, serve, serve_as, serve_container};
 pub use upstream::Upstreams;
 pub use view::{DnsContainer, DnsEndpoint, DnsNetwork, NameView, check_name};
 

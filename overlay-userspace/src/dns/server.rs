@@ -4,8 +4,10 @@
 //! The sockets are made by a thread that enters the container's namespace and are then
 //! handed back: a socket stays in the namespace it was made in, so the tasks serving it
 //! run anywhere. Which socket a query arrives on says which container asked, hence
-//! which networks it sees. Upstream queries leave from the runtime's own namespace (see
-//! [`super::upstream`]).
+//! which networks it sees ([`Querier::Fixed`]). A resolver that many containers reach
+//! (the one for Docker containers, behind the datapath) tells them apart by the query's
+//! source address instead ([`Querier::BySource`]). Upstream queries leave from the
+//! runtime's own namespace (see [`super::upstream`]).
 
 use std::{
     net::{SocketAddr, TcpListener, UdpSocket},
@@ -80,6 +82,37 @@ pub fn serve_container(
     serve(bind_in_netns(netns)?, querier, view, upstreams)
 }
 
+/// Whose names a query is answered with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Querier {
+    /// Every query on these sockets comes from this container (its id in the view).
+    Fixed(String),
+    /// A query comes from the container that holds its source address; any other
+    /// source asks as `others` (a querier of the view that sees no container names).
+    /// Only for sockets that nothing but the datapath, which checks containers' source
+    /// addresses, and this host reach.
+    BySource { others: String },
+}
+
+impl Querier {
+    fn of(&self, view: &NameView, client: SocketAddr) -> std::borrow::Cow<'_, str> {
+        match self {
+            Querier::Fixed(id) => id.as_str().into(),
+            Querier::BySource { others } => match client.ip() {
+                std::net::IpAddr::V4(ip) => view.container_at(ip).map_or_else(|| others.as_str().into(), Into::into),
+                std::net::IpAddr::V6(_) => others.as_str().into(),
+            },
+        }
+    }
+
+    fn label(&self) -> &str {
+        match self {
+            Querier::Fixed(id) => id,
+            Querier::BySource { others } => others,
+        }
+    }
+}
+
 /// A running resolver for one container. Dropping it stops serving (the tasks are
 /// aborted); [`Resolver::stop`] also waits until the sockets are closed.
 #[derive(Debug)]
@@ -91,16 +124,17 @@ pub struct Resolver {
 
 /// What every task of one resolver shares.
 struct Context {
-    querier: String,
+    querier: Querier,
     view: NameView,
     upstreams: Arc<Upstreams>,
     rotation: AtomicUsize,
 }
 
 impl Context {
-    fn respond(&self, packet: &[u8], transport: Transport) -> Outcome {
+    fn respond(&self, packet: &[u8], transport: Transport, client: SocketAddr) -> Outcome {
         let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
-        query::respond(packet, &self.querier, &self.view, transport, rotation)
+        let querier = self.querier.of(&self.view, client);
+        query::respond(packet, &querier, &self.view, transport, rotation)
     }
 }
 
@@ -108,15 +142,26 @@ impl Context {
 /// to `upstreams`. Must be called inside a tokio runtime; the tasks run on it until the
 /// returned [`Resolver`] is stopped or dropped.
 pub fn serve(sockets: Sockets, querier: &str, view: NameView, upstreams: Arc<Upstreams>) -> Result<Resolver, DnsError> {
+    serve_as(sockets, Querier::Fixed(querier.to_owned()), view, upstreams)
+}
+
+/// [`serve`] with queriers told apart as `querier` says.
+pub fn serve_as(
+    sockets: Sockets,
+    querier: Querier,
+    view: NameView,
+    upstreams: Arc<Upstreams>,
+) -> Result<Resolver, DnsError> {
     let Sockets { netns, udp, tcp } = sockets;
     let register = |source| DnsError::Register { netns: netns.clone(), source };
     let local_addr = udp.local_addr().map_err(register)?;
     let udp = tokio::net::UdpSocket::from_std(udp).map_err(register)?;
     let tcp = tokio::net::TcpListener::from_std(tcp).map_err(register)?;
-    let context = Arc::new(Context { querier: querier.to_owned(), view, upstreams, rotation: AtomicUsize::new(0) });
-    tracing::debug!("serving DNS for container {querier} at {local_addr} in namespace {netns}");
+    let label = querier.label().to_owned();
+    let context = Arc::new(Context { querier, view, upstreams, rotation: AtomicUsize::new(0) });
+    tracing::debug!("serving DNS for {label} at {local_addr} in namespace {netns}");
     let tasks = vec![tokio::spawn(serve_udp(Arc::new(udp), context.clone())), tokio::spawn(serve_tcp(tcp, context))];
-    Ok(Resolver { querier: querier.to_owned(), local_addr, tasks })
+    Ok(Resolver { querier: label, local_addr, tasks })
 }
 
 impl Resolver {
@@ -157,12 +202,12 @@ async fn serve_udp(socket: Arc<tokio::net::UdpSocket>, context: Arc<Context>) {
                 let (len, client) = match received {
                     Ok(received) => received,
                     Err(e) => {
-                        tracing::warn!("DNS for {}: receiving: {e}", context.querier);
+                        tracing::warn!("DNS for {}: receiving: {e}", context.querier.label());
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     }
                 };
-                match context.respond(&buf[..len], Transport::Udp) {
+                match context.respond(&buf[..len], Transport::Udp, client) {
                     Outcome::Reply(reply) => send(&socket, &reply, client).await,
                     Outcome::Forward(forward) if forwards.len() >= MAX_PENDING_FORWARDS => {
                         send(&socket, &forward.failure(), client).await;
@@ -193,15 +238,15 @@ async fn serve_tcp(listener: tokio::net::TcpListener, context: Arc<Context>) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) if connections.len() < MAX_TCP_CONNECTIONS => {
-                    connections.spawn(serve_connection(stream, context.clone()));
+                Ok((stream, client)) if connections.len() < MAX_TCP_CONNECTIONS => {
+                    connections.spawn(serve_connection(stream, client, context.clone()));
                 }
                 Ok((stream, client)) => {
-                    tracing::debug!("DNS for {}: too many TCP connections, closing {client}", context.querier);
+                    tracing::debug!("DNS for {}: too many TCP connections, closing {client}", context.querier.label());
                     drop(stream);
                 }
                 Err(e) => {
-                    tracing::warn!("DNS for {}: accepting: {e}", context.querier);
+                    tracing::warn!("DNS for {}: accepting: {e}", context.querier.label());
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
@@ -212,12 +257,12 @@ async fn serve_tcp(listener: tokio::net::TcpListener, context: Arc<Context>) {
 
 /// Length-prefixed queries, answered in order, until the client closes, sends garbage
 /// or stays idle for [`TCP_IDLE_TIMEOUT`].
-async fn serve_connection(mut stream: TcpStream, context: Arc<Context>) {
+async fn serve_connection(mut stream: TcpStream, client: SocketAddr, context: Arc<Context>) {
     loop {
         let Ok(Ok(len)) = tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_u16()).await else { return };
         let mut packet = vec![0u8; usize::from(len)];
         let Ok(Ok(_)) = tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut packet)).await else { return };
-        let reply = match context.respond(&packet, Transport::Tcp) {
+        let reply = match context.respond(&packet, Transport::Tcp, client) {
             Outcome::Reply(reply) => reply,
             Outcome::Forward(forward) => context.upstreams.resolve(&forward).await,
             Outcome::Drop => return,

@@ -267,6 +267,12 @@ impl NameView {
         }
     }
 
+    /// The id of the container that holds address `ip` (on any network): who asks, for
+    /// a resolver that tells its queriers apart by their source address.
+    pub fn container_at(&self, ip: Ipv4Addr) -> Option<String> {
+        self.read().addresses.get(&ip)?.first().map(|owner| owner.id.to_string())
+    }
+
     fn read(&self) -> RwLockReadGuard<'_, Index> {
         // A writer that panicked left a consistent index (each update is applied after
         // validation, in memory only): keep serving.

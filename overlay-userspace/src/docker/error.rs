@@ -37,6 +37,8 @@ pub enum DockerError {
     State { path: PathBuf, message: String },
     #[error(transparent)]
     Dns(#[from] DnsError),
+    #[error("the DNS resolver for Docker containers: {0}")]
+    Resolver(String),
 }
 
 /// Why a network or IPAM driver call failed, in words for the user who ran the

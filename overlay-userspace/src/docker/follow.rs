@@ -50,8 +50,7 @@ pub async fn run<S: Store + Transact>(p: Arc<Plugin<S>>, view: NameView) {
         if !synced {
             continue;
         }
-        let bound = p.state.lock().await.bound_names();
-        resolver::update_view(&view, &topology, &bound);
+        resolver::update_view(&view, &topology);
         if tick || looked.elapsed() >= DOCKERD_AT_MOST_EVERY {
             look_at_dockerd(&p, &topology, &markers).await;
             looked = tokio::time::Instant::now();

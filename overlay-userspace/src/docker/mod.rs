@@ -13,7 +13,9 @@
 //! - [`endpoints`]: attach, detach and recover Docker endpoints, learn their names,
 //!   keep their records on the node's lease.
 //! - [`mirror`]: networks created through Docker on another host appear in this dockerd.
-//! - [`resolver`]: the resolver that dockerd's embedded DNS forwards to.
+//! - [`resolver`]: the resolver that dockerd's embedded DNS forwards to, which tells
+//!   Docker containers apart by their address; [`resolver_namespace`]: the namespace it
+//!   lives in, which the datapath sends containers' queries to.
 //! - [`follow`]: one watch of the cluster and a regular look at dockerd, for the
 //!   resolver, the bindings and the mirror.
 //! - [`jobs`]: runs the background work calls start ([`plugin::Job`]).
@@ -35,14 +37,11 @@ pub mod network_driver;
 pub mod plugin;
 pub mod protocol;
 pub mod resolver;
+pub mod resolver_namespace;
 pub mod server;
 pub mod state;
 
-use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::Ipv4Addr, sync::Arc, time::Duration};
 
 use tokio::sync::{Mutex, Notify, mpsc};
 
@@ -50,7 +49,7 @@ pub use client::DockerClient;
 pub use config::PluginConfig;
 pub use error::{DockerError, DriverError};
 pub use plugin::{Backend, Plugin};
-pub use resolver::{DockerDns, bind as bind_dns};
+pub use resolver::DockerDns;
 
 use crate::{
     dns::NameView,
@@ -66,9 +65,9 @@ pub const DEFAULT_NAME: &str = "ebpf-overlay";
 pub const PLUGIN_DIR: &str = "/run/docker/plugins";
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/overlay/docker";
-/// Where the resolver for dockerd's embedded DNS listens by default (list it as the only
+/// Where the resolver for dockerd's embedded DNS is by default (list it as the only
 /// `nameserver` of the resolv.conf dockerd reads; docs/docker.md).
-pub const DEFAULT_DNS_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 77)), 53);
+pub const DEFAULT_DNS_ADDRESS: Ipv4Addr = resolver_namespace::DEFAULT_ADDRESS;
 
 /// How long the plugin's tasks have to return once it stops; then they are aborted.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -104,16 +103,19 @@ pub async fn serve<S: Store + Transact>(
         plugin.save_or_log(&state);
     }
     let view = NameView::new();
-    let resolver = dns.map(|dns| resolver::start(dns, view.clone())).transpose()?;
+    let resolver = match dns {
+        Some(dns) => Some(resolver::start(dns, &plugin.backend, view.clone()).await?),
+        None => None,
+    };
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(jobs::run(plugin.clone(), queue));
     tasks.spawn(endpoints::republish(plugin.clone()));
     tasks.spawn(follow::run(plugin.clone(), view));
     if let Some(resolver) = resolver {
-        let shutdown = shutdown.clone();
+        let (shutdown, plugin) = (shutdown.clone(), plugin.clone());
         tasks.spawn(async move {
             shutdown.wait().await;
-            resolver.stop().await;
+            resolver.stop(&plugin.backend).await;
         });
     }
     tracing::info!(socket = %plugin.config.socket.display(), name = %plugin.config.name, "Docker plugin serving");

@@ -1,74 +1,98 @@
-//! The resolver dockerd's embedded DNS forwards unknown names to: the cluster's names,
-//! answered as if for a container on every overlay network bound to this host's
-//! Docker (dockerd asks from the host, not from a container), and the rest forwarded to
+//! The resolver that dockerd's embedded DNS forwards unknown names to. dockerd's
+//! resolv.conf names it at a link-local address, which is not a loopback one, so dockerd
+//! forwards from each container's own namespace: the query leaves the container as any
+//! packet does, and the datapath sends it to the resolver's namespace
+//! ([`super::resolver_namespace`]), having checked the source address against the
+//! container's veth. The resolver tells its askers apart by that address: a Docker
+//! container gets the names of its own networks, as a native container does from its
+//! own resolver, and nothing of the networks it is not on. The host's own queries
+//! (dockerd resolving a registry) get no container names. Other names are forwarded to
 //! the host's real resolvers.
 
-use std::{
-    net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket},
-    sync::Arc,
-};
+use std::{net::Ipv4Addr, sync::Arc};
 
-use super::error::DockerError;
+use super::{
+    error::DockerError,
+    plugin::Backend,
+    resolver_namespace::{self, ResolverNamespace},
+};
 use crate::{
-    dns::{self, DnsContainer, DnsEndpoint, DnsError, DnsNetwork, NameView, Upstreams},
+    dns::{self, DnsContainer, DnsEndpoint, DnsNetwork, NameView, Querier, Upstreams},
     topology::Topology,
 };
 
-/// The querier the Docker resolver answers as: dockerd forwards from the host, not
-/// from a container, so it sees every overlay network bound to this host's Docker.
+/// Who asks when the source is no container: the host itself. It sees no container
+/// names; what is not the cluster's is forwarded for it.
 pub const QUERIER: &str = "_docker-host";
-/// A network only that querier is on, so that it exists even with no network bound
-/// (names that are not the cluster's are then still forwarded).
+/// A network only that querier is on, so that it exists in the view.
 const QUERIER_NETWORK: &str = "_docker";
 
-/// The resolver's sockets and where it forwards.
+/// Where the resolver goes and where it forwards.
 pub struct DockerDns {
-    pub sockets: dns::Sockets,
+    /// Its address: link-local, the one `nameserver` of the resolv.conf dockerd reads.
+    pub address: Ipv4Addr,
+    /// Its namespace (`/run/netns/NETNS`).
+    pub netns: String,
     /// Where names that are not the cluster's go (the host's real resolvers; never the
     /// resolver itself).
     pub upstreams: Arc<Upstreams>,
 }
 
-/// Binds UDP and TCP `listen` in the calling thread's namespace for [`DockerDns`]. Only a
-/// loopback address is accepted: nothing is served to the network.
-pub fn bind(listen: SocketAddr) -> Result<dns::Sockets, DockerError> {
-    if !listen.ip().is_loopback() {
-        return Err(DockerError::Config(format!(
-            "the Docker DNS address {listen} is not a loopback address; use one in 127.0.0.0/8"
-        )));
-    }
-    let netns = "host".to_owned();
-    let bind = || -> std::io::Result<(UdpSocket, TcpListener)> {
-        let udp = UdpSocket::bind(listen)?;
-        udp.set_nonblocking(true)?;
-        let tcp = TcpListener::bind(listen)?;
-        tcp.set_nonblocking(true)?;
-        Ok((udp, tcp))
+/// A running resolver: its sockets, served, and its namespace.
+pub struct Running {
+    resolver: dns::Resolver,
+    namespace: ResolverNamespace,
+}
+
+/// Makes the resolver's namespace, points the datapath at it and serves `view` there.
+pub async fn start<S>(dns: DockerDns, backend: &Backend<S>, view: NameView) -> Result<Running, DockerError> {
+    let namespace = resolver_namespace::create(&dns.netns, dns.address, &backend.host).await?;
+    let serving = async {
+        backend
+            .datapath
+            .lock()
+            .await
+            .set_resolver(&namespace.spec())
+            .map_err(|e| DockerError::Resolver(format!("sending containers' queries to it: {e}")))?;
+        let querier = Querier::BySource { others: QUERIER.to_owned() };
+        Ok::<_, DockerError>(dns::serve_as(namespace.sockets()?, querier, view, dns.upstreams)?)
     };
-    let (udp, tcp) = bind().map_err(|source| DnsError::Bind { netns: netns.clone(), addr: listen, source })?;
-    Ok(dns::Sockets { netns, udp, tcp })
+    match serving.await {
+        Ok(resolver) => {
+            tracing::info!(address = %namespace.ip, netns = %namespace.netns, "DNS for Docker containers serving");
+            Ok(Running { resolver, namespace })
+        }
+        Err(error) => {
+            let _ = backend.datapath.lock().await.clear_resolver();
+            resolver_namespace::remove(&namespace.netns, &backend.host).await;
+            Err(error)
+        }
+    }
 }
 
-/// Starts serving `view` on the sockets; stop the [`dns::Resolver`] to close them.
-pub fn start(dns: DockerDns, view: NameView) -> Result<dns::Resolver, DockerError> {
-    Ok(dns::serve(dns.sockets, QUERIER, view, dns.upstreams)?)
+impl Running {
+    /// Stops serving, forgets the resolver in the datapath and removes its namespace.
+    pub async fn stop<S>(self, backend: &Backend<S>) {
+        self.resolver.stop().await;
+        if let Err(error) = backend.datapath.lock().await.clear_resolver() {
+            tracing::warn!("the Docker resolver stopped, but the datapath still points at it: {error}");
+        }
+        resolver_namespace::remove(&self.namespace.netns, &backend.host).await;
+    }
 }
 
-/// The cluster's names, and the querier on every network bound to this host's Docker.
-pub fn view_records(topology: &Topology, bound: &[String]) -> (Vec<DnsNetwork>, Vec<DnsContainer>) {
+/// The cluster's names, and the host's querier, which sees none of them.
+pub fn view_records(topology: &Topology) -> (Vec<DnsNetwork>, Vec<DnsContainer>) {
     let (mut networks, mut containers) = topology.dns_records();
     networks.push(DnsNetwork { name: QUERIER_NETWORK.into(), internal: false });
-    let endpoints = std::iter::once(QUERIER_NETWORK.to_owned())
-        .chain(bound.iter().cloned())
-        .map(|network| DnsEndpoint { network, ip: Ipv4Addr::UNSPECIFIED, aliases: Vec::new() })
-        .collect();
-    containers.push(DnsContainer { id: QUERIER.into(), name: QUERIER.into(), endpoints });
+    let endpoint = DnsEndpoint { network: QUERIER_NETWORK.into(), ip: Ipv4Addr::UNSPECIFIED, aliases: Vec::new() };
+    containers.push(DnsContainer { id: QUERIER.into(), name: QUERIER.into(), endpoints: vec![endpoint] });
     (networks, containers)
 }
 
 /// Rebuilds the view whole: it is small (this host's dockerd asks for few names).
-pub fn update_view(view: &NameView, topology: &Topology, bound: &[String]) {
-    let (networks, containers) = view_records(topology, bound);
+pub fn update_view(view: &NameView, topology: &Topology) {
+    let (networks, containers) = view_records(topology);
     for error in view.replace_all(networks, containers) {
         tracing::warn!("a name left out of Docker's DNS: {error}");
     }
@@ -78,31 +102,32 @@ pub fn update_view(view: &NameView, topology: &Topology, bound: &[String]) {
 mod tests {
     use super::*;
 
+    fn container(name: &str, network: &str, ip: [u8; 4]) -> DnsContainer {
+        DnsContainer {
+            id: name.into(),
+            name: name.into(),
+            endpoints: vec![DnsEndpoint { network: network.into(), ip: Ipv4Addr::from(ip), aliases: vec![] }],
+        }
+    }
+
     #[test]
-    fn the_querier_sees_the_bound_networks_and_forwards_the_rest() {
+    fn each_container_sees_its_networks_and_the_host_none() {
         let view = NameView::new();
-        let (networks, mut containers) = view_records(&Topology::default(), &["my_network".to_owned()]);
-        containers.push(DnsContainer {
-            id: "busybox02".into(),
-            name: "busybox02".into(),
-            endpoints: vec![DnsEndpoint {
-                network: "my_network".into(),
-                ip: Ipv4Addr::new(10, 0, 9, 3),
-                aliases: vec![],
-            }],
-        });
-        containers.push(DnsContainer {
-            id: "other".into(),
-            name: "other".into(),
-            endpoints: vec![DnsEndpoint {
-                network: "elsewhere".into(),
-                ip: Ipv4Addr::new(10, 0, 8, 3),
-                aliases: vec![],
-            }],
-        });
+        let (mut networks, mut containers) = view_records(&Topology::default());
+        for name in ["net_a", "net_b"] {
+            networks.push(DnsNetwork { name: name.into(), internal: false });
+        }
+        containers.push(container("busybox01", "net_a", [10, 0, 9, 2]));
+        containers.push(container("busybox02", "net_a", [10, 0, 9, 3]));
+        containers.push(container("busybox03", "net_b", [10, 0, 10, 2]));
         assert!(view.replace_all(networks, containers).is_empty());
-        assert_eq!(view.lookup(QUERIER, "busybox02"), dns::view::Lookup::Found(vec![Ipv4Addr::new(10, 0, 9, 3)]));
-        assert_eq!(view.lookup(QUERIER, "other"), dns::view::Lookup::NxDomain);
+        // Who asks is the container that holds the query's source address.
+        let asker = view.container_at(Ipv4Addr::new(10, 0, 9, 2)).unwrap();
+        assert_eq!(asker, "busybox01");
+        assert_eq!(view.lookup(&asker, "busybox02"), dns::view::Lookup::Found(vec![Ipv4Addr::new(10, 0, 9, 3)]));
+        assert_eq!(view.lookup(&asker, "busybox03"), dns::view::Lookup::NxDomain);
+        assert_eq!(view.lookup(QUERIER, "busybox02"), dns::view::Lookup::NxDomain);
         assert_eq!(view.lookup(QUERIER, "example.org"), dns::view::Lookup::Unknown { may_forward: true });
+        assert_eq!(view.container_at(Ipv4Addr::new(192, 168, 1, 141)), None);
     }
 }

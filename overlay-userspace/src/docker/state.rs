@@ -133,17 +133,6 @@ impl State {
     pub fn network_with_subnet(&self, subnet: Ipv4Net) -> Option<&DockerNetwork> {
         self.networks.values().find(|n| n.subnet == subnet)
     }
-
-    /// Names of the cluster networks bound to a Docker network of this host.
-    pub fn bound_names(&self) -> Vec<String> {
-        self.networks
-            .values()
-            .filter_map(|n| match &n.binding {
-                Binding::Bound { name, .. } => Some(name.clone()),
-                _ => None,
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -169,7 +158,6 @@ mod tests {
         state.save(&dir).unwrap();
         let loaded = State::load(&dir).unwrap();
         assert_eq!(loaded, state);
-        assert_eq!(loaded.bound_names(), ["my_network"]);
         assert!(loaded.network_with_subnet("10.0.9.0/24".parse().unwrap()).is_some());
         // A file from before `known_to_docker` was kept: its networks were stored long ago.
         let old = r#"{"networks":{"d1":{"docker_id":"d1","subnet":"10.0.9.0/24","gateway":"10.0.9.1",

@@ -7,7 +7,7 @@
 //! Each step is one function in [`STEPS`]; what later steps need from earlier ones
 //! (the store's URL, the daemons, where a container was placed) is in [`Demo`].
 
-use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{Context, bail};
 use overlay_tests::{
@@ -221,7 +221,7 @@ fn manager(demo: &mut Demo) -> anyhow::Result<()> {
 }
 
 fn agents_join(demo: &mut Demo) -> anyhow::Result<()> {
-    let resolver: Ipv4Addr = docker::DNS_LISTEN.split(':').next().unwrap_or_default().parse()?;
+    let resolver = docker::DNS_ADDRESS;
     for name in AGENTS {
         let ip = demo.lab.host(name).ip;
         // dockerd names only the agent's resolver, which answers the cluster's names
