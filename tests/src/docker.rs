@@ -70,7 +70,7 @@ pub fn busybox_rootfs(dir: &Path) -> anyhow::Result<PathBuf> {
         std::fs::create_dir_all(root.join(sub))?;
     }
     std::fs::copy(busybox, root.join("bin/busybox"))?;
-    for applet in ["sh", "ping", "nslookup", "sleep", "cat", "ip", "hostname", "true"] {
+    for applet in ["sh", "ping", "nslookup", "sleep", "cat", "ip", "hostname", "true", "tty"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
     }
     let tar = dir.join("rootfs.tar");

@@ -92,6 +92,16 @@ pub struct Output {
     pub stderr: String,
 }
 
+impl Output {
+    fn of(out: &std::process::Output) -> Self {
+        Output {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 /// The docker CLI pointed at one endpoint, with a configuration directory of its own
 /// (nothing of root's `~/.docker` is read or written).
 #[derive(Clone, Debug)]
@@ -150,12 +160,29 @@ impl DockerCli {
             pipe.write_all(input)?;
             // Dropping the pipe is the end of stdin.
         }
-        let out = child.wait_with_output()?;
-        Ok(Output {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        Ok(Output::of(&child.wait_with_output()?))
+    }
+
+    /// `docker ARGS` on a terminal of its own (`script`, util-linux's), as a user types
+    /// `docker exec -it` or `docker run -it`: the CLI refuses `-t` without one. What it
+    /// printed comes back with the terminal's line ends (`\r\n`); stdin is empty.
+    pub fn output_tty(&self, args: &[&str]) -> anyhow::Result<Output> {
+        if self.netns.is_some() {
+            bail!("a terminal is only given to the CLI on a unix socket");
+        }
+        let line = std::iter::once(docker_cli())
+            .chain(["-H", &self.host])
+            .chain(args.iter().copied())
+            .map(shell_quote)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let out = Command::new("timeout")
+            .args(["60", "script", "--quiet", "--return", "--command", &line, "/dev/null"])
+            .env("DOCKER_CONFIG", &self.config_dir)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("starting script for docker {}", args.join(" ")))?;
+        Ok(Output::of(&out))
     }
 
     /// `docker ARGS`: its stdout, or an error with what it printed.
@@ -166,4 +193,9 @@ impl DockerCli {
         }
         Ok(out.stdout)
     }
+}
+
+/// `word` as one word of a POSIX shell command line.
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
 }

@@ -24,6 +24,8 @@ use overlay_tests::{
 
 const DOCKER_HOSTS: [&str; 2] = ["agt01", "agt02"];
 const NATIVE_HOST: &str = "agt03";
+/// The Docker host whose agent has the label `zone=east`.
+const EAST_HOST: &str = "agt02";
 
 struct Cluster<'a> {
     lab: &'a Lab,
@@ -71,6 +73,9 @@ impl Cluster<'_> {
             let dockerd = Dockerd::start(lab.host(host), resolver)?;
             let mut extra = dockerd.agent_args(&scratch.path(&format!("{host}-docker")));
             extra.extend(pki.agent_args(host)?);
+            if host == EAST_HOST {
+                extra.extend(["--label".to_owned(), "zone=east".to_owned()]);
+            }
             agents.push(cluster::start_container_agent_with(scratch, &store, lab, host, &extra)?);
             agent_args.push(extra);
             dockerds.push(dockerd);
@@ -211,10 +216,30 @@ fn run_spread(c: &Cluster) -> anyhow::Result<()> {
     if node_of(&ps, "native01").as_deref() != Some(NATIVE_HOST) {
         bail!("docker ps does not show the native container as {NATIVE_HOST}/native01:\n{ps}");
     }
+    // network inspect lists what is attached on every host (names come once the
+    // plugins have learned them from their dockerds).
+    let attached = [format!("{one}/busybox01"), format!("{two}/busybox02"), format!("{NATIVE_HOST}/native01")];
+    wait_for("network inspect to list every container on my_network", Duration::from_secs(15), || {
+        let names = c.docker(&["network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{end}}", "my_network"])?;
+        let names: Vec<&str> = names.split_whitespace().collect();
+        Ok(if attached.iter().all(|a| names.contains(&a.as_str())) { Ok(()) } else { Err(format!("{names:?}")) })
+    })?;
     let taken = c.cli.output(&["run", "-d", "--name", "busybox01", docker::IMAGE, "true"], None)?;
     if taken.success || !taken.stderr.contains("already in use") {
         bail!("a second busybox01 in the cluster was not refused: {taken:?}");
     }
+    // A container started by hand on a node's own dockerd is the cluster's too.
+    let host = DOCKER_HOSTS[0];
+    c.dockerds[0].docker(&["run", "-d", "--name", "byhand01", "--net=none", docker::IMAGE, "sleep", "600"])?;
+    let ps = c.docker(&["ps"])?;
+    if node_of(&ps, "byhand01").as_deref() != Some(host) {
+        bail!("docker ps does not show byhand01, started on {host}'s own dockerd, as {host}/byhand01:\n{ps}");
+    }
+    let taken = c.cli.output(&["run", "-d", "--name", "byhand01", docker::IMAGE, "true"], None)?;
+    if taken.success || !taken.stderr.contains("already in use") {
+        bail!("byhand01, a name taken on a node, was not refused: {taken:?}");
+    }
+    c.docker(&["rm", "-f", "byhand01"])?;
     // Classic Swarm's constraints pin a container; a missing image is the node's error.
     let pinned =
         c.docker(&["run", "-d", "--name", "pinned01", "-e", "constraint:node==agt02", docker::IMAGE, "sleep", "600"])?;
@@ -223,6 +248,17 @@ fn run_spread(c: &Cluster) -> anyhow::Result<()> {
         bail!("constraint:node==agt02 placed pinned01 as {inspect:?}");
     }
     c.docker(&["rm", "-f", "pinned01"])?;
+    let east = ["run", "-d", "--name", "east01", "-e", "constraint:zone==east", docker::IMAGE, "sleep", "600"];
+    let east = c.docker(&east)?;
+    let inspect = c.docker(&["inspect", "-f", "{{.Node.Name}}", east.trim()])?;
+    if inspect.trim() != EAST_HOST {
+        bail!("constraint:zone==east placed east01 on {inspect:?}, not on {EAST_HOST} (labelled zone=east)");
+    }
+    c.docker(&["rm", "-f", "east01"])?;
+    let nowhere = c.cli.output(&["run", "-d", "-e", "constraint:zone==west", docker::IMAGE, "true"], None)?;
+    if nowhere.success || !nowhere.stderr.contains("cannot place the container") {
+        bail!("constraint:zone==west, which no node has, was not refused: {nowhere:?}");
+    }
     let missing = c.cli.output(&["run", "-d", "-e", "constraint:node==agt01", "ovt-no-such-image", "true"], None)?;
     if missing.success || !missing.stderr.contains("agt01: No such image") {
         bail!("a missing image did not give agt01's own error: {missing:?}");
@@ -235,8 +271,6 @@ fn exec_ping_by_name(c: &Cluster) -> anyhow::Result<()> {
     if !out.contains("3 packets received") {
         bail!("busybox02 did not reach busybox01 by name across hosts:\n{out}");
     }
-    let logs = c.docker(&["logs", "busybox01"])?;
-    let _ = logs;
     let code = c.cli.output(&["exec", "busybox01", "sh", "-c", "exit 7"], None)?;
     if code.success {
         bail!("docker exec did not carry the command's exit status: {code:?}");
@@ -284,6 +318,61 @@ fn stdin_round_trip(c: &Cluster) -> anyhow::Result<()> {
         bail!("echo hi | docker run -i --rm IMAGE cat through the manager: {out:?}");
     }
     println!("docker run -i --rm ... cat round-tripped stdin in {:.2?}", started.elapsed());
+    Ok(())
+}
+
+/// `logs -f` follows a container to its end, `attach` joins its output until `kill`
+/// ends it, `stop` reaches its node, `-it` gets a terminal, and an endpoint the manager
+/// does not serve answers 501 with the reason.
+fn streams_and_signals(c: &Cluster) -> anyhow::Result<()> {
+    let talker = ["run", "-d", "--name", "talker01", "--net=my_network", docker::IMAGE, "sh", "-c"];
+    c.docker(&[&talker[..], &["echo one; sleep 2; echo two"]].concat())?;
+    let logs = c.docker(&["logs", "-f", "talker01"])?;
+    if logs != "one\ntwo\n" {
+        bail!("docker logs -f talker01 did not follow it to its end: {logs:?}");
+    }
+    c.docker(&["rm", "talker01"])?;
+
+    // attach from another thread; the container ticks until it is killed.
+    let ticks = "while :; do echo tick; sleep 0.2; done";
+    c.docker(&["run", "-d", "--name", "ticker01", docker::IMAGE, "sh", "-c", ticks])?;
+    let cli = c.cli.clone();
+    let attached = std::thread::spawn(move || cli.output(&["attach", "--no-stdin", "ticker01"], None));
+    std::thread::sleep(Duration::from_secs(3));
+    c.docker(&["kill", "ticker01"])?;
+    let attached = attached.join().map_err(|_| anyhow::anyhow!("the attach thread panicked"))??;
+    if !attached.stdout.contains("tick\n") {
+        bail!("docker attach ticker01 showed none of its output before the kill: {attached:?}");
+    }
+    let state = c.docker(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "ticker01"])?;
+    if state.trim() != "exited 137" {
+        bail!("docker kill ticker01 left it {state:?}");
+    }
+    c.docker(&["rm", "ticker01"])?;
+
+    c.docker(&["run", "-d", "--name", "stopped01", docker::IMAGE, "sleep", "600"])?;
+    c.docker(&["stop", "-t", "1", "stopped01"])?;
+    let state = c.docker(&["inspect", "-f", "{{.State.Status}}", "stopped01"])?;
+    if state.trim() != "exited" {
+        bail!("docker stop stopped01 left it {state:?}");
+    }
+    c.docker(&["rm", "stopped01"])?;
+
+    // A terminal through the hijacked stream, for exec -it and run --rm -it.
+    for args in [
+        &["exec", "-it", "busybox02", "tty"][..],
+        &["run", "--rm", "-it", "--net=my_network", docker::IMAGE, "tty"][..],
+    ] {
+        let out = c.cli.output_tty(args)?;
+        if !out.success || !out.stdout.contains("/dev/pts/") {
+            bail!("docker {} through the manager got no terminal: {out:?}", args.join(" "));
+        }
+    }
+
+    let volumes = c.cli.output(&["volume", "ls"], None)?;
+    if volumes.success || !volumes.stderr.contains("not served by the cluster's manager") {
+        bail!("docker volume ls through the manager was not answered 501 with the reason: {volumes:?}");
+    }
     Ok(())
 }
 
@@ -417,13 +506,14 @@ fn the_docker_cli_drives_the_cluster_through_the_manager() -> anyhow::Result<()>
     let lab = Lab::scenario("engine")?;
     let scratch = Scratch::new("engine")?;
     let mut c = Cluster::start(&lab, &scratch)?;
-    let steps: [(&str, Step); 8] = [
+    let steps: [(&str, Step); 9] = [
         ("version and info", version_and_info),
         ("network create / ls / inspect", create_network),
         ("run -d spread over the nodes, ps as node/name", run_spread),
         ("exec ping by name across hosts", exec_ping_by_name),
         ("names scoped per network", names_scoped_per_network),
         ("run -i --rm round-trips stdin", stdin_round_trip),
+        ("logs -f, attach, kill, stop, -it, 501", streams_and_signals),
         ("network rm refused in use; rm -f releases the address", network_rm_and_release),
         ("TLS listener and endpoints", tls_listener),
     ];

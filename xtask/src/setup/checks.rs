@@ -27,6 +27,7 @@ const COMMANDS: &[(&[&str], &str)] = &[
     (&["tc", "-V"], "iproute2"),
     (&["nsenter", "--version"], "util-linux"),
     (&["unshare", "--version"], "util-linux"),
+    (&["script", "--version"], "bsdutils"),
     (&["mount", "--version"], "mount"),
     (&["kill", "--version"], "procps"),
     (&["sysctl", "--version"], "procps"),

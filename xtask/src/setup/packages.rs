@@ -20,13 +20,14 @@ const fn p(name: &'static str, used_for: &'static str) -> Package {
 }
 
 /// Several of these come with a new machine of this project's kind (iproute2,
-/// util-linux, mount, procps, tar, curl, openssl, gcc): named all the same, so that the
-/// list says everything the project runs. docker.io's own Depends bring iptables and
-/// tini, which the project does not use (dockerd runs with `--iptables=false`, no
-/// `--init`).
+/// util-linux, bsdutils, mount, procps, tar, curl, openssl, gcc): named all the same,
+/// so that the list says everything the project runs. docker.io's own Depends bring
+/// iptables and tini, which the project does not use (dockerd runs with
+/// `--iptables=false`, no `--init`).
 pub const PACKAGES: &[Package] = &[
     p("iproute2", "ip, bridge, tc: namespaces, veth, bridges, VXLAN devices, routes"),
     p("util-linux", "nsenter and unshare: daemons in a simulated host's network namespace"),
+    p("bsdutils", "script: a terminal for `docker exec -it` and `docker run -it` in the Engine API test"),
     p("mount", "mount: dockerd's private plugin directory and resolv.conf"),
     p("procps", "kill, sysctl"),
     p("tar", "the busybox root filesystem that `docker import` takes"),
