@@ -280,17 +280,24 @@ fn exec_ping_by_name(c: &Cluster) -> anyhow::Result<()> {
 
 /// A Docker container resolves the names of its own networks only, even those of a
 /// container on the same host: busybox01 (my_network) and onlyb01 (net_b) share a host.
+/// net_b is internal (no way out, no default route): its containers still resolve
+/// each other across hosts.
 fn names_scoped_per_network(c: &Cluster) -> anyhow::Result<()> {
     let ps = c.docker(&["ps"])?;
     let host = node_of(&ps, "busybox01").context("busybox01 not listed")?;
-    c.docker(&["network", "create", "-d", "overlay", "--subnet", "10.0.10.0/24", "net_b"])?;
-    let pin = format!("constraint:node=={host}");
-    c.docker(&["run", "-d", "--name", "onlyb01", "--net=net_b", "-e", &pin, docker::IMAGE, "sleep", "600"])?;
+    let other = DOCKER_HOSTS.iter().find(|h| **h != host).context("one Docker host only")?;
+    c.docker(&["network", "create", "-d", "overlay", "--internal", "--subnet", "10.0.10.0/24", "net_b"])?;
+    for (name, node) in [("onlyb01", host.as_str()), ("onlyb02", other)] {
+        let pin = format!("constraint:node=={node}");
+        c.docker(&["run", "-d", "--name", name, "--net=net_b", "-e", &pin, docker::IMAGE, "sleep", "600"])?;
+    }
     let nslookup = |from: &str, name: &str| c.cli.output(&["exec", from, "nslookup", name], None);
-    // The resolver answers busybox01 (a name on its network, on another host) ...
-    let seen = nslookup("busybox01", "busybox02")?;
-    if !seen.success || !seen.stdout.contains("10.0.9.") {
-        bail!("busybox01 does not resolve busybox02 (its network, another host): {seen:?}");
+    // The resolver answers a name of the asker's network on another host ...
+    for (from, name, subnet) in [("busybox01", "busybox02", "10.0.9."), ("onlyb01", "onlyb02", "10.0.10.")] {
+        let seen = nslookup(from, name)?;
+        if !seen.success || !seen.stdout.contains(subnet) {
+            bail!("{from} does not resolve {name} (its network, another host): {seen:?}");
+        }
     }
     // ... and not a container of another network on its own host, either way.
     for (from, name) in [("busybox01", "onlyb01"), ("onlyb01", "busybox01")] {
@@ -306,7 +313,7 @@ fn names_scoped_per_network(c: &Cluster) -> anyhow::Result<()> {
     if !stats.lines().any(|l| l.contains("to-resolver")) || !stats.lines().any(|l| l.contains("from-resolver")) {
         bail!("{host}'s datapath counted no query to its resolver:\n{stats}");
     }
-    c.docker(&["rm", "-f", "onlyb01"])?;
+    c.docker(&["rm", "-f", "onlyb01", "onlyb02"])?;
     c.docker(&["network", "rm", "net_b"])?;
     Ok(())
 }

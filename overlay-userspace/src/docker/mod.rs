@@ -93,6 +93,7 @@ pub async fn serve<S: Store + Transact>(
         bindings_changed: Notify::new(),
         jobs,
         shutdown: shutdown.clone(),
+        resolver: dns.as_ref().map(|dns| dns.address),
         config,
     });
     let listener = server::listen(&plugin.config.socket)?;

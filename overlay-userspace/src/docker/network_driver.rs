@@ -236,8 +236,20 @@ pub async fn join<S: Store + Transact>(p: &Arc<Plugin<S>>, r: protocol::Join) ->
     let Some(mut endpoint) = state.endpoints.get(&r.endpoint_id).cloned() else {
         return Err(DriverError::UnknownEndpoint(r.endpoint_id));
     };
+    let network = state.networks.get(&endpoint.docker_network);
     // An internal network has no way out: no default route.
-    let gateway = state.networks.get(&endpoint.docker_network).filter(|n| !n.internal).map(|n| n.gateway);
+    let gateway = network.filter(|n| !n.internal).map(|n| n.gateway);
+    // dockerd's embedded DNS asks the host's resolver from the container's namespace,
+    // so the container needs a route to it even with no default route: through the
+    // gateway, where the datapath takes the query (overlay-ebpf `resolver.rs`).
+    let static_routes = match (p.resolver, network) {
+        (Some(resolver), Some(network)) => vec![protocol::StaticRoute {
+            destination: format!("{resolver}/32"),
+            route_type: protocol::StaticRoute::NEXT_HOP,
+            next_hop: network.gateway.to_string(),
+        }],
+        _ => Vec::new(),
+    };
     endpoints::attach(p, &endpoint).await?;
     endpoint.joined = true;
     let answer = protocol::JoinResponse {
@@ -246,6 +258,7 @@ pub async fn join<S: Store + Transact>(p: &Arc<Plugin<S>>, r: protocol::Join) ->
             dst_prefix: DST_PREFIX.into(),
         },
         gateway: gateway.map(|g| g.to_string()).unwrap_or_default(),
+        static_routes,
     };
     state.endpoints.insert(endpoint.id.clone(), endpoint);
     state.save(&p.config.state_dir)?;

@@ -51,6 +51,9 @@ pub struct Plugin<S> {
     pub bindings_changed: Notify,
     pub jobs: mpsc::UnboundedSender<Job>,
     pub shutdown: Shutdown,
+    /// The address of the resolver for this host's Docker containers, if it serves one
+    /// (`Join` routes it through the network's gateway, also on internal networks).
+    pub resolver: Option<std::net::Ipv4Addr>,
 }
 
 impl<S> Plugin<S> {

@@ -117,6 +117,23 @@ pub struct InterfaceName {
 pub struct JoinResponse {
     pub interface_name: InterfaceName,
     pub gateway: String,
+    /// Routes libnetwork adds in the container once its interface is there.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub static_routes: Vec<StaticRoute>,
+}
+
+/// A route of a Join answer: `route_type` 0 is through `next_hop`, 1 is on-link.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StaticRoute {
+    pub destination: String,
+    pub route_type: u8,
+    pub next_hop: String,
+}
+
+impl StaticRoute {
+    /// Docker's `RouteType` of a route through a next hop.
+    pub const NEXT_HOP: u8 = 0;
 }
 
 #[derive(Debug, Default, Deserialize)]
