@@ -208,6 +208,16 @@ fn containers_reach_the_outside_masqueraded() -> anyhow::Result<()> {
         let used = ports.iter().filter(|p| p["host_port"] == 8080);
         assert!(used.clone().count() == 2 && used.clone().all(|p| p["in_packets"].as_u64() > Some(0)), "{s}");
         assert!(used.clone().all(|p| p["out_packets"].as_u64() > Some(0)), "{s}");
+        // And in the agent's metrics (its loopback in the host's namespace).
+        let url = "http://127.0.0.1:9469/metrics";
+        let metrics = cmd::run_in(&lab.host("agt02").ns, &["curl", "-sS", "-m", "3", url])?;
+        assert!(metrics.contains("\noverlay_published_ports 3\n"), "{metrics}");
+        let web3_in =
+            "overlay_published_port_packets_total{owner=\"container/web3\",host_port=\"8080\",protocol=\"tcp\"";
+        let counted = metrics.lines().filter(|l| l.starts_with(web3_in) && l.contains("direction=\"in\""));
+        assert!(counted.clone().count() == 1 && counted.clone().all(|l| !l.ends_with(" 0")), "{metrics}");
+        let out = metrics.lines().filter(|l| l.starts_with("overlay_egress_packets_total{") && l.contains("\"out\""));
+        assert!(out.clone().any(|l| !l.ends_with(" 0")), "no egress in the metrics: {metrics}");
 
         // An agent restart keeps connections through egress and to published ports
         // going, while it is down and after, and new ones work once it is back.
