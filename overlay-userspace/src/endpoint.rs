@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     datapath::LocalEndpointSpec,
-    network::ipam::Ipam,
+    network::{
+        self, NetworkError,
+        ipam::{Ipam, IpamError, keys as ipam_keys},
+    },
     store::{LeaseId, Store, StoreError, Transact},
 };
 
@@ -88,11 +91,15 @@ pub async fn withdraw<S: Store>(store: &S, record: &EndpointRecord) -> Result<()
     store.delete(&key(&record.network_id, &record.id)).await.map(|_| ())
 }
 
-/// Keeps an endpoint of this node on `lease`, the node's current one: if its record is
-/// not on it (the store lost the node's previous lease, or the agent registered again),
-/// publishes it again and takes its address again under `lease` (`allocation`: the
-/// IPAM endpoint that holds the address, if the cluster IPAM gave it). Returns whether
-/// it had to; an error only when the store cannot be read, which the caller retries.
+/// Keeps an endpoint of this node on `lease`, the node's current one: if its record or
+/// its address is not on it (the store lost the node's previous lease, or all its data,
+/// or the agent registered again), takes the address again under `lease` (`allocation`:
+/// the IPAM endpoint that holds it, if the cluster IPAM gave it) and publishes the record
+/// again. A network the store lost is put back first, as this host last read it
+/// ([`network::restore`]): a network holding an address of ours cannot have been removed
+/// on purpose. Returns whether it had to; an error only when the store cannot be read,
+/// which the caller retries. An address the IPAM refuses (another endpoint took it
+/// meanwhile) is logged, and asked for again at the next call.
 pub async fn keep_on_lease<S: Transact>(
     store: &S,
     ipam: &Ipam<S>,
@@ -100,18 +107,34 @@ pub async fn keep_on_lease<S: Transact>(
     allocation: Option<&str>,
     lease: LeaseId,
 ) -> Result<bool, StoreError> {
-    if let Some(entry) = store.get(&key(&record.network_id, &record.id)).await?
-        && entry.lease == Some(lease)
-    {
+    let on_lease = |entry: Option<crate::store::Entry>| entry.is_some_and(|e| e.lease == Some(lease));
+    let published = on_lease(store.get(&key(&record.network_id, &record.id)).await?);
+    let allocated = match allocation {
+        Some(allocation) => on_lease(store.get(&ipam_keys::endpoint(&record.network_id, allocation)).await?),
+        None => true,
+    };
+    if published && allocated {
         return Ok(false);
     }
-    if let Err(error) = publish(store, record, lease).await {
-        tracing::warn!("re-publishing the endpoint of {}: {error}", record.container);
+    if let Some(allocation) = allocation.filter(|_| !allocated) {
+        let take = || ipam.allocate(&record.network_id, allocation, &record.node_id, lease, Some(record.ip));
+        let mut taken = take().await;
+        if matches!(taken, Err(IpamError::Network(NetworkError::NotFound { .. })))
+            && let Some(network) = ipam.known_network(&record.network_id)
+            && network::restore_all(store, std::slice::from_ref(&*network)).await
+        {
+            taken = take().await;
+        }
+        if let Err(error) = taken {
+            tracing::error!(
+                "the endpoint of {} keeps {} but the cluster IPAM says: {error}",
+                record.container,
+                record.ip
+            );
+        }
     }
-    if let Some(allocation) = allocation
-        && let Err(error) = ipam.allocate(&record.network_id, allocation, &record.node_id, lease, Some(record.ip)).await
-    {
-        tracing::error!("the endpoint of {} keeps {} but the cluster IPAM says: {error}", record.container, record.ip);
+    if !published && let Err(error) = publish(store, record, lease).await {
+        tracing::warn!("re-publishing the endpoint of {}: {error}", record.container);
     }
     Ok(true)
 }

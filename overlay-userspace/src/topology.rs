@@ -27,6 +27,8 @@ pub struct Topology {
     pub nodes: BTreeMap<String, Ipv4Addr>,
     /// Networks by ID.
     pub networks: BTreeMap<String, NetworkFacts>,
+    /// The same networks as stored: what a host puts back if the store loses them.
+    pub network_records: BTreeMap<String, NetworkRecord>,
     /// Endpoints by store key.
     pub endpoints: BTreeMap<String, EndpointRecord>,
 }
@@ -66,6 +68,18 @@ impl Topology {
         state
     }
 
+    /// This topology with what `earlier` had and this one lacks: what a host keeps of
+    /// the other hosts while they publish theirs again, after the store lost its data
+    /// (`cluster::epoch`). Where both have a record, this one's is taken.
+    pub fn with_held(&self, earlier: &Topology) -> Topology {
+        let mut merged = earlier.clone();
+        merged.nodes.extend(self.nodes.iter().map(|(k, v)| (k.clone(), *v)));
+        merged.networks.extend(self.networks.iter().map(|(k, v)| (k.clone(), v.clone())));
+        merged.network_records.extend(self.network_records.iter().map(|(k, v)| (k.clone(), v.clone())));
+        merged.endpoints.extend(self.endpoints.iter().map(|(k, v)| (k.clone(), v.clone())));
+        merged
+    }
+
     /// Applies one change, noting in `touched` whose names it may change.
     pub fn apply(&mut self, event: &WatchEvent, touched: &mut NamesTouched) {
         match event {
@@ -91,12 +105,13 @@ impl Topology {
             match serde_json::from_slice::<NetworkRecord>(value) {
                 Ok(network) => {
                     let facts = NetworkFacts {
-                        name: network.name,
+                        name: network.name.clone(),
                         vni: network.vni,
                         gateway: network.gateway,
                         subnet: network.subnet,
                         internal: network.internal,
                     };
+                    self.network_records.insert(id.to_owned(), network);
                     if self.networks.get(id) != Some(&facts) {
                         touched.all = true;
                     }
@@ -118,6 +133,7 @@ impl Topology {
         if let Some(id) = name_under(key, cluster_keys::NODES) {
             touched.all |= self.nodes.remove(id).is_some();
         } else if let Some(id) = name_under(key, network_keys::IDS) {
+            self.network_records.remove(id);
             touched.all |= self.networks.remove(id).is_some();
         } else if let Some(old) = self.endpoints.remove(key) {
             touched.containers.insert(old.container);
@@ -229,5 +245,21 @@ mod tests {
         let mut touched = NamesTouched::default();
         state.apply(&WatchEvent::Delete { key: format!("{}a", cluster_keys::NODES), revision: 3 }, &mut touched);
         assert!(touched.all, "a node that leaves hides its containers");
+    }
+
+    #[test]
+    fn held_topology_keeps_what_was_lost_and_takes_what_came_back() {
+        let mut earlier = Topology::default();
+        let mut touched = NamesTouched::default();
+        for event in [node("a", "192.168.1.141", 1), endpoint("e1", "api", Ipv4Addr::new(10, 0, 9, 2))] {
+            earlier.apply(&event, &mut touched);
+        }
+        // After the loss only the node came back, at another address.
+        let mut now = Topology::default();
+        now.apply(&node("a", "192.168.1.142", 1), &mut touched);
+        let held = now.with_held(&earlier);
+        assert_eq!(held.nodes["a"], Ipv4Addr::new(192, 168, 1, 142));
+        assert_eq!(held.endpoints.len(), 1, "the endpoint not yet published again is kept");
+        assert!(now.endpoints.is_empty());
     }
 }

@@ -319,8 +319,7 @@ impl Node {
             datapath.clone(),
             id.clone(),
             stats,
-            Some(names.clone()),
-            None,
+            datapath_task::Wiring { names: Some(names.clone()), ..Default::default() },
             shutdown,
         ));
         Ok(Node {
@@ -390,6 +389,7 @@ impl Node {
                 node_name: name,
                 lease,
                 egress: None,
+                epoch: None,
             };
             let dns = DockerDns { address: DNS_ADDRESS, netns: resolver_netns, upstreams: Arc::new(Upstreams::none()) };
             docker::serve(config.clone(), backend, Some(dns), shutdown).await?;

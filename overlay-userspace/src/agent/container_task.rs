@@ -13,6 +13,7 @@ use std::{
 use tokio::sync::{Mutex, watch};
 
 use crate::{
+    cluster::Epoch,
     container::{
         self, Attachment, ContainerError,
         record::{self, AttachedNetwork, ContainerRecord, ContainerStatus, State},
@@ -29,7 +30,7 @@ use crate::{
         ipam::{Ipam, IpamError, Release},
     },
     shutdown::Shutdown,
-    store::{Backoff, LeaseId, Store, Transact, WatchEvent, WatchUpdate, watch_prefix},
+    store::{Backoff, Expect, LeaseId, PutOutcome, Store, Transact, WatchEvent, WatchUpdate, watch_prefix},
 };
 
 /// Where and how this node runs containers.
@@ -86,6 +87,9 @@ pub struct ContainerTask<S: Store + Transact> {
     pub dns: Option<DnsWiring>,
     /// The host's egress; `None`: containers get no way out and publish no ports.
     pub egress: Option<Arc<Egress>>,
+    /// The cluster's epoch: records that vanish because the store lost its data are
+    /// published again instead of removed here. `None`: every removal is taken as meant.
+    pub epoch: Option<Arc<Epoch>>,
 }
 
 /// A stable 64-hex-digit endpoint ID for a container on a network; its first 12 digits
@@ -109,6 +113,12 @@ impl<S: Store + Transact> ContainerTask<S> {
         let mut retry_tick = tokio::time::interval(RETRY_FIRST);
         // Whether a listing of the containers came yet.
         let mut listed = false;
+        // The store's losses this task has acted on, and whether a restore is unfinished.
+        let mut restores_acted = match &self.epoch {
+            Some(epoch) => epoch.standing().await.restores,
+            None => 0,
+        };
+        let mut restore_pending = false;
         loop {
             tokio::select! {
                 update = updates.recv() => match update {
@@ -120,24 +130,32 @@ impl<S: Store + Transact> ContainerTask<S> {
                             .map(|r| (r.name.clone(), r))
                             .collect();
                         let gone: Vec<String> = running.keys().filter(|n| !wanted.contains_key(*n)).cloned().collect();
-                        for name in gone {
-                            if let Some(r) = running.remove(&name) {
-                                self.remove(r).await;
+                        // Gone because the store lost its data: kept, and published again.
+                        let lost = !gone.is_empty() && self.store_lost_data(&mut restores_acted).await;
+                        if lost {
+                            restore_pending = !self.restore(&running).await;
+                        } else {
+                            for name in gone {
+                                if let Some(r) = running.remove(&name) {
+                                    self.remove(r).await;
+                                }
                             }
+                            retries.due.retain(|name, _| wanted.contains_key(name));
                         }
-                        retries.due.retain(|name, _| wanted.contains_key(name));
                         for (name, record) in &wanted {
                             if !running.contains_key(name) {
                                 self.start_or_retry(record.clone(), &mut running, &mut retries).await;
                             }
                         }
-                        self.sweep(|name| wanted.contains_key(name)).await;
-                        // Ports a previous agent published for containers that went away
-                        // while no agent ran.
-                        if let Some(egress) = &self.egress {
-                            let keep = wanted.keys().map(|name| egress::container_owner(name)).collect();
-                            if let Err(error) = egress.retain("container/", &keep).await {
-                                tracing::warn!("removing the ports of containers that are gone: {error}");
+                        if !lost {
+                            self.sweep(|name| wanted.contains_key(name)).await;
+                            // Ports a previous agent published for containers that went
+                            // away while no agent ran.
+                            if let Some(egress) = &self.egress {
+                                let keep = wanted.keys().map(|name| egress::container_owner(name)).collect();
+                                if let Err(error) = egress.retain("container/", &keep).await {
+                                    tracing::warn!("removing the ports of containers that are gone: {error}");
+                                }
                             }
                         }
                         listed = true;
@@ -158,6 +176,17 @@ impl<S: Store + Transact> ContainerTask<S> {
                     }
                     Some(WatchUpdate::Event(WatchEvent::Delete { key, .. })) => {
                         if let Some(name) = key.strip_prefix(record::CONTAINERS) {
+                            if let Some(r) = running.get(name) {
+                                if self.store_lost_data(&mut restores_acted).await {
+                                    restore_pending = !self.restore(&running).await;
+                                    continue;
+                                }
+                                // A deletion the store took back: one heard after a restore
+                                // had put the record back.
+                                if self.record_is_back(r).await {
+                                    continue;
+                                }
+                            }
                             retries.cancel(name);
                             if let Some(r) = running.remove(name) {
                                 self.remove(r).await;
@@ -172,7 +201,16 @@ impl<S: Store + Transact> ContainerTask<S> {
                     }
                 }
                 _ = resync.tick() => {
-                    self.republish(&running).await;
+                    // A loss no watch reported (one that resumed on the new store's
+                    // history hears no deletion) is found here within a tick.
+                    if !running.is_empty() && self.store_lost_data(&mut restores_acted).await {
+                        restore_pending = true;
+                    }
+                    if restore_pending {
+                        restore_pending = !self.restore(&running).await;
+                    } else {
+                        self.republish(&running).await;
+                    }
                     // Only once the store said what runs here: before, every namespace
                     // would look left over.
                     if listed {
@@ -441,9 +479,10 @@ impl<S: Store + Transact> ContainerTask<S> {
     }
 
     /// Re-publishes what a new lease (after the store lost ours) would have dropped:
-    /// the endpoints, their addresses (held by IPAM endpoints of the same ID) and the
-    /// container's status.
-    async fn republish(&self, running: &BTreeMap<String, Running>) {
+    /// the endpoints, their addresses (held by IPAM endpoints of the same ID, in networks
+    /// put back if the store lost them) and the container's status. `false`: the store
+    /// did not answer (the next tick tries again).
+    async fn republish(&self, running: &BTreeMap<String, Running>) -> bool {
         let lease = self.lease();
         for r in running.values() {
             for j in &r.joined {
@@ -452,8 +491,65 @@ impl<S: Store + Transact> ContainerTask<S> {
                 match kept {
                     Ok(false) => {}
                     Ok(true) => self.write_status(&r.status).await,
-                    Err(_) => return, // store unreachable: try at the next tick
+                    Err(_) => return false,
                 }
+            }
+        }
+        true
+    }
+
+    /// Whether the store lost its data since this task last looked
+    /// ([`Epoch::check`]); a store that cannot tell is taken at its word.
+    async fn store_lost_data(&self, acted: &mut u64) -> bool {
+        let Some(epoch) = &self.epoch else { return false };
+        match epoch.check(&self.store).await {
+            Ok(standing) => std::mem::replace(acted, standing.restores) < standing.restores,
+            Err(error) => {
+                tracing::debug!("cannot tell whether the store lost its data ({error}); taking its word");
+                false
+            }
+        }
+    }
+
+    /// After the store lost its data: puts back what runs here, each container's record
+    /// (as it was placed), then its networks, addresses, endpoints and status
+    /// ([`ContainerTask::republish`]). Nothing is taken down. `false`: not all of it went
+    /// through (the next tick tries again).
+    async fn restore(&self, running: &BTreeMap<String, Running>) -> bool {
+        let mut complete = true;
+        for r in running.values() {
+            let value = match serde_json::to_vec(&r.record) {
+                Ok(value) => value,
+                Err(error) => {
+                    tracing::error!("encoding the record of {}: {error}", r.record.name);
+                    continue;
+                }
+            };
+            // Written again meanwhile (by an operator): theirs stands.
+            match self.store.put_if(&record::key(&r.record.name), value, None, Expect::Absent).await {
+                Ok(PutOutcome::Written) => {
+                    tracing::info!("container {}: its record is back in the store", r.record.name)
+                }
+                Ok(PutOutcome::Conflict(_)) => {}
+                Err(error) => {
+                    tracing::warn!("container {}: putting its record back: {error}", r.record.name);
+                    complete = false;
+                }
+            }
+        }
+        self.republish(running).await && complete
+    }
+
+    /// Whether the store holds `running`'s record (same container, same node) again.
+    async fn record_is_back(&self, running: &Running) -> bool {
+        let key = record::key(&running.record.name);
+        match self.store.get(&key).await {
+            Ok(Some(entry)) => parse(&entry.key, &entry.value)
+                .is_some_and(|r| r.id == running.record.id && r.node_id == running.record.node_id),
+            Ok(None) => false,
+            Err(error) => {
+                tracing::warn!("container {}: reading its record: {error}", running.record.name);
+                false
             }
         }
     }

@@ -2,6 +2,8 @@
 //! datapath tables equal to what [`reconcile::desired`] says, applying only changes,
 //! keeps the networks of the host's egress rules current (before the datapath lets a
 //! network's containers out), and keeps the DNS names of the cluster's containers current.
+//! When the store loses its data (`cluster::epoch`) it holds what it knew of the other
+//! hosts while they publish theirs again, and puts back the cluster's networks.
 
 use std::{
     net::Ipv4Addr,
@@ -13,13 +15,14 @@ use tokio::sync::Mutex;
 
 use crate::{
     agent::reconcile::{self, Change, Tables},
-    cluster::keys as cluster_keys,
+    cluster::{Epoch, epoch, keys as cluster_keys},
     datapath::{Datapath, DatapathError, NetworkSpec},
     dns::NameView,
     egress::Egress,
     metrics::ConvergenceStats,
+    network,
     shutdown::Shutdown,
-    store::{Store, WatchUpdate, watch_prefix},
+    store::{Store, Transact, WatchUpdate, watch_prefix},
     topology::{NamesTouched, Topology},
 };
 
@@ -59,41 +62,118 @@ fn apply(datapath: &mut Datapath, change: &Change) -> Result<(), DatapathError> 
     }
 }
 
+/// What the datapath task keeps current besides the datapath, and what it asks; each
+/// part optional.
+#[derive(Default)]
+pub struct Wiring {
+    /// The names the containers resolve.
+    pub names: Option<NameView>,
+    /// The host's egress rules; without them no container gets out.
+    pub egress: Option<Arc<Egress>>,
+    /// The cluster's epoch. With it, a store that lost its data (a listing again, or the
+    /// epoch deleted, and [`Epoch::check`] says so) does not take the other hosts'
+    /// containers out of this datapath: what this host knew is held for
+    /// [`epoch::RESTORE_HOLD`] while they publish theirs again, and only then is what
+    /// did not come back removed. Without it every removal is taken as meant.
+    pub epoch: Option<Arc<Epoch>>,
+}
+
 /// Runs until `shutdown`. The datapath is shared with the container task, which adds
-/// and removes local endpoints. Without `egress` no container gets out.
-pub async fn run<S: Store>(
+/// and removes local endpoints.
+pub async fn run<S: Store + Transact>(
     store: S,
     datapath: Arc<Mutex<Datapath>>,
     me: String,
     stats: Arc<std::sync::Mutex<ConvergenceStats>>,
-    names: Option<NameView>,
-    egress: Option<Arc<Egress>>,
+    wiring: Wiring,
     shutdown: Shutdown,
 ) -> Result<(), DatapathError> {
+    let Wiring { names, egress, epoch } = wiring;
     let mut current = read_tables(&mut *datapath.lock().await)?;
     let mut state = Topology::default();
-    let mut updates = watch_prefix(store, cluster_keys::ROOT.to_owned(), shutdown.clone());
+    let mut updates = watch_prefix(store.clone(), cluster_keys::ROOT.to_owned(), shutdown.clone());
+    // What this host knew before the store lost its data, kept until the instant given,
+    // and the networks it lost that are still to be put back.
+    let mut held: Option<(Topology, tokio::time::Instant)> = None;
+    let mut networks_lost: Vec<network::NetworkRecord> = Vec::new();
+    let mut restores_acted = match &epoch {
+        Some(epoch) => epoch.standing().await.restores,
+        None => 0,
+    };
     // A reconcile costs time in proportion to the cluster's size: after one, events
     // gather for as long as it took (2 to 50 ms) so a burst costs a few reconciles, not
     // one per event, while a lone change still lands within milliseconds.
     let mut pause = Duration::from_millis(2);
-    while let Some(update) = updates.recv().await {
-        let mut count = 1;
-        let mut touched = NamesTouched::default();
-        absorb(&mut state, update, &mut touched);
-        let gather_until = tokio::time::Instant::now() + pause;
-        while let Ok(Some(more)) = tokio::time::timeout_at(gather_until, updates.recv()).await {
-            absorb(&mut state, more, &mut touched);
-            count += 1;
+    loop {
+        let hold_ends = held.as_ref().map(|(_, until)| *until);
+        let first = tokio::select! {
+            update = updates.recv() => match update {
+                Some(update) => Some(update),
+                None => break,
+            },
+            _ = sleep_until(hold_ends), if hold_ends.is_some() => None,
+            _ = tokio::time::sleep(RESTORE_RETRY), if !networks_lost.is_empty() => None,
+        };
+        // `None`: the hold is over, or networks are to be put back again, with nothing
+        // new from the store.
+        let mut batch: Vec<WatchUpdate> = first.into_iter().collect();
+        if !batch.is_empty() {
+            let gather_until = tokio::time::Instant::now() + pause;
+            while let Ok(Some(more)) = tokio::time::timeout_at(gather_until, updates.recv()).await {
+                batch.push(more);
+            }
         }
+        let count = batch.len() as u64;
+        let mut touched = NamesTouched::default();
+        let signal = epoch.is_some() && batch.iter().any(epoch::may_signal_loss);
+        let before = signal.then(|| state.clone());
+        for update in batch {
+            absorb(&mut state, update, &mut touched);
+        }
+        if let Some(epoch) = &epoch {
+            // Asked on a signal; otherwise another task of this agent may have noticed
+            // (a watch that resumed on the new store's history hears no deletion).
+            let standing = if signal { epoch.check(&store).await } else { Ok(epoch.standing().await) };
+            let lost = match standing {
+                Ok(standing) => std::mem::replace(&mut restores_acted, standing.restores) < standing.restores,
+                // Unknown: hold, as after a loss; removals only wait.
+                Err(error) => {
+                    tracing::warn!("cannot tell whether the store lost its data ({error}); holding removals");
+                    true
+                }
+            };
+            if lost {
+                let before = before.unwrap_or_else(|| state.clone());
+                let earlier = match held.take() {
+                    Some((older, _)) => before.with_held(&older),
+                    None => before,
+                };
+                networks_lost = earlier.network_records.values().cloned().collect();
+                held = Some((earlier, tokio::time::Instant::now() + epoch::RESTORE_HOLD));
+                touched.all = true;
+            }
+        }
+        if held.as_ref().is_some_and(|(_, until)| *until <= tokio::time::Instant::now()) {
+            held = None;
+            touched.all = true;
+            tracing::info!("the hold after the store's loss is over: what was not published again goes");
+        }
+        let merged;
+        let view = match &held {
+            Some((earlier, _)) => {
+                merged = state.with_held(earlier);
+                &merged
+            }
+            None => &state,
+        };
         let started = Instant::now();
-        if let Some(view) = &names {
-            update_names(view, &state, touched);
+        if let Some(names) = &names {
+            update_names(names, view, touched);
         }
         // The masquerade of a network is in place before the datapath lets its
         // containers out; if the rules cannot be written, nothing gets out.
         let egress_ready = match &egress {
-            Some(egress) => match egress.set_networks(reconcile::egress_rules(&state)).await {
+            Some(egress) => match egress.set_networks(reconcile::egress_rules(view)).await {
                 Ok(()) => true,
                 Err(error) => {
                     tracing::error!("egress rules not written, containers get no way out: {error}");
@@ -102,7 +182,7 @@ pub async fn run<S: Store>(
             },
             None => false,
         };
-        let mut desired = reconcile::desired(&state, &me, egress_ready);
+        let mut desired = reconcile::desired(view, &me, egress_ready);
         // The container task adds a container's network itself (so its first packet
         // finds it), before its endpoint comes back through the store: the networks
         // table is read back each time (it is small), and a network with a container
@@ -136,16 +216,37 @@ pub async fn run<S: Store>(
             tracing::debug!("applied {} datapath changes ({errors} failed)", changes.len());
         }
         pause = started.elapsed().clamp(Duration::from_millis(2), Duration::from_millis(50));
-        let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
-        s.updates += count;
-        s.changes_applied += changes.len() as u64;
-        s.change_errors += errors;
-        s.last_reconcile_micros = started.elapsed().as_micros() as u64;
-        s.remote_endpoints = current.remotes.len();
-        s.members = current.members.len();
-        s.networks = current.networks.len();
+        {
+            let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+            s.updates += count;
+            s.changes_applied += changes.len() as u64;
+            s.change_errors += errors;
+            s.last_reconcile_micros = started.elapsed().as_micros() as u64;
+            s.remote_endpoints = current.remotes.len();
+            s.members = current.members.len();
+            s.networks = current.networks.len();
+        }
+        // Every host puts back every network the store lost (one of them commits each;
+        // the others find it there): an empty network has no other owner.
+        if !networks_lost.is_empty() {
+            networks_lost.retain(|n| !state.network_records.contains_key(&n.id));
+            if network::restore_all(&store, &networks_lost).await {
+                networks_lost.clear();
+            }
+        }
     }
     Ok(())
+}
+
+/// How soon networks the store did not take back are tried again.
+const RESTORE_RETRY: Duration = Duration::from_secs(2);
+
+/// Until `at`; never without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn absorb(state: &mut Topology, update: WatchUpdate, touched: &mut NamesTouched) {

@@ -182,6 +182,12 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
         return Err(AgentError::Datapath(datapath_setup::SetupError::Datapath(error)));
     }
     let datapath = std::sync::Arc::new(tokio::sync::Mutex::new(datapath));
+    // The cluster's epoch as this agent first finds it: a store that later lacks it, or
+    // holds another, lost its data, and the tasks below republish instead of removing.
+    let epoch = std::sync::Arc::new(crate::cluster::Epoch::new());
+    if let Err(error) = epoch.check(&store).await {
+        tracing::warn!("reading the cluster's epoch: {error}; its first task to look reads it");
+    }
 
     // The tasks stop on the operator's signal, or when one of them fails (the others
     // then clean up as on a signal).
@@ -227,6 +233,7 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
             node_name: node_name.clone(),
             lease: docker_lease,
             egress: Some(egress.clone()),
+            epoch: Some(epoch.clone()),
         };
         let shutdown = tasks_shutdown.clone();
         tasks.spawn(async move {
@@ -244,9 +251,10 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     tasks.spawn({
         let (store, datapath, me, stats, names, egress) =
             (store.clone(), datapath.clone(), node_id.clone(), convergence.clone(), names.clone(), egress.clone());
-        let shutdown = tasks_shutdown.clone();
+        let (epoch, shutdown) = (epoch.clone(), tasks_shutdown.clone());
         async move {
-            let result = datapath_task::run(store, datapath, me, stats, Some(names), Some(egress), shutdown).await;
+            let wiring = datapath_task::Wiring { names: Some(names), egress: Some(egress), epoch: Some(epoch) };
+            let result = datapath_task::run(store, datapath, me, stats, wiring, shutdown).await;
             ("datapath", result.map_err(AgentError::from))
         }
     });
@@ -266,6 +274,7 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
         count: containers.clone(),
         dns: Some(container_task::DnsWiring { view: names.clone(), upstreams: upstreams.clone() }),
         egress: Some(egress.clone()),
+        epoch: Some(epoch.clone()),
     };
     tasks.spawn({
         let shutdown = tasks_shutdown.clone();

@@ -163,6 +163,7 @@ mod tests {
                     (name.to_owned(), facts)
                 })
                 .collect(),
+            network_records: Default::default(),
             endpoints: [
                 ep("1", "red", "a", [10, 0, 9, 2]),
                 ep("2", "red", "b", [10, 0, 9, 3]),

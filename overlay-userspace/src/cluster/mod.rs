@@ -1,9 +1,11 @@
 //! The cluster: nodes joining under a lease ([`membership`]), the manager that keeps
 //! their health and leads by election ([`manager`]), the placement of containers on
 //! nodes ([`placement`], choosing by [`scheduler`]), and the view that `overlay list`
-//! and `overlay info` print ([`view`]). Everything goes through the [`crate::store`]
-//! interface; the keys are in [`keys`] and docs/store.md.
+//! and `overlay info` print ([`view`]), and the cluster's [`epoch`], by which an agent
+//! tells a store that lost its data from removals. Everything goes through the
+//! [`crate::store`] interface; the keys are in [`keys`] and docs/store.md.
 
+pub mod epoch;
 mod error;
 pub mod health;
 pub mod identity;
@@ -17,6 +19,7 @@ pub mod view;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use epoch::Epoch;
 pub use error::ClusterError;
 pub use health::{Health, HealthRecord};
 pub use identity::{DEFAULT_STATE_DIR, Identity, StateLock, lock_state_dir};

@@ -11,7 +11,7 @@ use super::{
     resolver,
 };
 use crate::{
-    cluster::keys as cluster_keys,
+    cluster::{epoch, keys as cluster_keys},
     dns::NameView,
     store::{Store, Transact, WatchEvent, WatchUpdate, watch_prefix},
     topology::{NamesTouched, Topology},
@@ -37,9 +37,19 @@ pub async fn run<S: Store + Transact>(p: Arc<Plugin<S>>, view: NameView) {
         tokio::select! {
             update = updates.recv() => {
                 let Some(update) = update else { return };
+                let mut signal = epoch::may_signal_loss(&update);
                 absorb(&mut topology, &mut markers, update);
                 while let Ok(more) = updates.try_recv() {
+                    signal |= epoch::may_signal_loss(&more);
                     absorb(&mut topology, &mut markers, more);
+                }
+                // Heard here first, a loss of the store's data must hold the mirror's
+                // removals at once (the agent's other tasks ask the same epoch).
+                if signal
+                    && let Some(epoch) = &p.backend.epoch
+                    && let Err(error) = epoch.check(&p.backend.store).await
+                {
+                    tracing::warn!("cannot tell whether the store lost its data: {error}");
                 }
                 synced = true;
             }

@@ -1,8 +1,9 @@
 //! The mirror of cluster networks onto this host's dockerd: a network created through
 //! Docker on any host (marked under `v1/docker/networks/`) is created in this dockerd
 //! too (`POST /networks/create` with its subnet and gateway, which binds by subnet),
-//! and removed from it when its cluster network is gone. Networks removed from this
-//! host's Docker while still in use elsewhere are declined: not brought back here.
+//! and removed from it when its cluster network is gone (but not while the store's loss
+//! of its data is recent: `cluster::epoch`). Networks removed from this host's Docker
+//! while still in use elsewhere are declined: not brought back here.
 
 use std::collections::BTreeMap;
 
@@ -48,7 +49,11 @@ pub async fn pass<S: Store + Transact>(
         current.declined.retain(|id| markers.contains_key(id));
         p.save_or_log(&current);
     }
-    for n in listed {
+    let holding = match &p.backend.epoch {
+        Some(epoch) => epoch.standing().await.holding(),
+        None => false,
+    };
+    for n in listed.iter().filter(|_| !holding) {
         let Some(cluster_id) = state.networks.get(&n.id).and_then(|b| b.cluster_id()) else { continue };
         if !topology.networks.contains_key(cluster_id) && !markers.contains_key(cluster_id) {
             match docker.remove_network(&n.id).await {

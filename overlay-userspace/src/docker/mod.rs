@@ -100,6 +100,13 @@ pub async fn serve<S: Store + Transact>(
     {
         let mut state = plugin.state.lock().await;
         endpoints::recover(&plugin, &mut state).await;
+        // The records of the networks it serves, read now: what it puts back if the
+        // store loses them (`endpoint::keep_on_lease`).
+        for id in state.networks.values().filter_map(|n| n.cluster_id()) {
+            if let Err(error) = plugin.backend.ipam.network(id, false).await {
+                tracing::debug!("network {id}: {error}");
+            }
+        }
         bindings::resume(&plugin, &state);
         plugin.save_or_log(&state);
     }

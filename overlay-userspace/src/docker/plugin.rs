@@ -25,6 +25,9 @@ pub struct Backend<S> {
     /// The host's egress (docs/egress.md): containers' way out and `docker run -p`.
     /// `None`: containers get no way out, and endpoints with published ports are refused.
     pub egress: Option<Arc<Egress>>,
+    /// The cluster's epoch, shared with the agent: while a loss of the store's data is
+    /// recent, the mirror removes no Docker network. `None`: never held.
+    pub epoch: Option<Arc<crate::cluster::Epoch>>,
 }
 
 /// Work a call starts and does not wait for. The plugin's job task runs each one

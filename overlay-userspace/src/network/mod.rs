@@ -3,7 +3,7 @@
 //!
 //! - [`spec`]: the checks on what the operator gives, before anything is written;
 //! - [`subnet`]: overlaps, and the choice of a free subnet from the default pool;
-//! - [`registry`]: create, list and find, in the store;
+//! - [`registry`]: create, list and find, in the store, and restore what a store lost;
 //! - [`ipam`]: the cluster-wide address allocator: addresses within a network;
 //! - [`attached`]: what is attached to a network (its addresses): inspect, and remove
 //!   only when nothing is;
@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use attached::{EndpointView, NetworkView, inspect, remove};
 pub use error::NetworkError;
 pub use host::{HostAddress, HostNetworks, HostRoute};
-pub use registry::{create, find, list};
+pub use registry::{Restored, create, find, list, restore, restore_all};
 pub use spec::{Addressing, CreateRequest, DRIVER, NetworkSpec};
 pub use subnet::{SubnetPool, Taken};
 

@@ -162,6 +162,84 @@ pub async fn create<S: Transact>(
     Err(NetworkError::Contention { operation: "network create", attempts: ATTEMPTS })
 }
 
+/// What [`restore`] did with a network record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Restored {
+    /// The store had lost it: it is back, with its ID, name, VNI and addressing.
+    Written,
+    /// The store has it (another host put it back first, or it was never lost).
+    Present,
+    /// Another network took its name, VNI or subnet while it was missing: it stays out,
+    /// and this says which.
+    Taken(String),
+}
+
+/// Puts back a network the store lost (wiped, or restored from an older state), as it
+/// was: same ID, name, VNI, subnet, gateway. Several hosts may restore one network at
+/// once: the write holds only if nothing under `v1/networks/` changed since the listing
+/// it was decided on (as a creation's), so exactly one commits and the others find it
+/// present. The VNI counter is moved past its VNI, so no new network takes it.
+pub async fn restore<S: Transact>(store: &S, record: &NetworkRecord) -> Result<Restored, NetworkError> {
+    for attempt in 1..=ATTEMPTS {
+        let snapshot = snapshot(store).await?;
+        if snapshot.records.iter().any(|(r, _)| r.id == record.id) {
+            return Ok(Restored::Present);
+        }
+        if let Some(id) = snapshot.names.get(&record.name) {
+            return Ok(Restored::Taken(format!("its name {} is network {id} now", record.name)));
+        }
+        if snapshot.vnis.contains(&record.vni) {
+            return Ok(Restored::Taken(format!("its VNI {} is another network's now", record.vni)));
+        }
+        let others: Vec<Taken> =
+            snapshot.records.iter().map(|(r, _)| Taken::Network { name: r.name.clone(), subnet: r.subnet }).collect();
+        if let Some(collision) = first_overlap(record.subnet, &others) {
+            return Ok(Restored::Taken(collision.refusal(record.subnet).to_string()));
+        }
+        let after = if record.vni >= VNI_LAST { VNI_FIRST } else { record.vni + 1 };
+        let next_vni = if snapshot.next_vni > record.vni { snapshot.next_vni } else { after };
+        let when = vec![
+            Condition::PrefixUnchangedSince(keys::NETWORKS.to_owned(), snapshot.revision),
+            Condition::Absent(keys::name(&record.name)),
+            Condition::Absent(keys::id(&record.id)),
+            Condition::Absent(keys::vni(record.vni)),
+        ];
+        let then = vec![
+            Op::Put { key: keys::id(&record.id), value: serde_json::to_vec(record)?, lease: None },
+            Op::Put { key: keys::name(&record.name), value: record.id.clone().into_bytes(), lease: None },
+            Op::Put { key: keys::vni(record.vni), value: record.id.clone().into_bytes(), lease: None },
+            Op::Put { key: keys::NEXT_VNI.to_owned(), value: next_vni.to_string().into_bytes(), lease: None },
+        ];
+        if store.txn(when, then, Vec::new()).await?.succeeded {
+            tracing::info!(network = %record.name, id = %record.id, vni = record.vni, "network restored in the store");
+            return Ok(Restored::Written);
+        }
+        let pause = rand::random::<u64>() % (5 * u64::from(attempt)) + 1;
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    Err(NetworkError::Contention { operation: "network restore", attempts: ATTEMPTS })
+}
+
+/// [`restore`] for each of `records`, saying what happened. Whether each was decided
+/// (put back, found present, or found taken by another network); `false`: the store did
+/// not answer for some, to be tried again.
+pub async fn restore_all<S: Transact>(store: &S, records: &[NetworkRecord]) -> bool {
+    let mut decided = true;
+    for record in records {
+        match restore(store, record).await {
+            Ok(Restored::Written | Restored::Present) => {}
+            Ok(Restored::Taken(why)) => {
+                tracing::error!("network {} was lost by the store and cannot be put back: {why}", record.name)
+            }
+            Err(error) => {
+                tracing::warn!("putting back network {}: {error}", record.name);
+                decided = false;
+            }
+        }
+    }
+    decided
+}
+
 /// Every network, sorted by name (`overlay network ls`).
 pub async fn list<S: Store>(store: &S) -> Result<Vec<NetworkRecord>, NetworkError> {
     Ok(snapshot(store).await?.records.into_iter().map(|(r, _)| r).collect())

@@ -105,6 +105,14 @@ impl<S: Transact> Ipam<S> {
         Ok(record)
     }
 
+    /// The record of network ID `id` as this allocator last read it, without asking the
+    /// store: what a host puts back when the store lost the network
+    /// ([`network::restore`]).
+    pub fn known_network(&self, id: &str) -> Option<Arc<NetworkRecord>> {
+        let state = self.state();
+        state.networks.get(id).filter(|r| r.id == id).or_else(|| state.networks.values().find(|r| r.id == id)).cloned()
+    }
+
     /// Gives `endpoint` (on node `node`, whose lease is `lease`) an address in
     /// `network`: `requested` if it is free, else an error; without `requested`, a free
     /// address of the network's IP range (or subnet). The network, broadcast and gateway
