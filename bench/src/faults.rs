@@ -4,7 +4,7 @@
 
 use std::{fmt, time::Duration};
 
-use overlay_tests::faults::{crash, leader_kill, partition};
+use overlay_tests::faults::{crash, leader_kill, partition, wipe};
 
 /// How large each scenario runs.
 #[derive(Clone, Copy, Debug)]
@@ -12,6 +12,7 @@ pub struct Sizes {
     pub leader_kill: leader_kill::Size,
     pub partition: Duration,
     pub crash: crash::Size,
+    pub wipe: wipe::Size,
 }
 
 impl Sizes {
@@ -20,6 +21,7 @@ impl Sizes {
             leader_kill: leader_kill::Size { containers: 10 },
             partition: Duration::from_secs(30),
             crash: crash::Size { rounds: 200, max_delay: Duration::from_millis(400) },
+            wipe: wipe::Size { flow: Duration::from_secs(40) },
         }
     }
 
@@ -28,6 +30,7 @@ impl Sizes {
             leader_kill: leader_kill::Size { containers: 4 },
             partition: Duration::from_secs(30),
             crash: crash::Size { rounds: 50, max_delay: Duration::from_millis(400) },
+            wipe: wipe::Size { flow: Duration::from_secs(40) },
         }
     }
 }
@@ -40,6 +43,7 @@ pub struct Figures {
     /// The lease (10 s) expires during the partition.
     pub partition_lease_lost: partition::Figures,
     pub crash: crash::Figures,
+    pub wipe: wipe::Figures,
 }
 
 pub fn run(sizes: Sizes) -> anyhow::Result<Figures> {
@@ -47,7 +51,8 @@ pub fn run(sizes: Sizes) -> anyhow::Result<Figures> {
     let partition_lease_kept = partition::run(partition::Size { partition: sizes.partition, ttl_secs: 45 })?;
     let partition_lease_lost = partition::run(partition::Size { partition: sizes.partition, ttl_secs: 10 })?;
     let crash = crash::run(sizes.crash)?;
-    Ok(Figures { leader_kill, partition_lease_kept, partition_lease_lost, crash })
+    let wipe = wipe::run(sizes.wipe)?;
+    Ok(Figures { leader_kill, partition_lease_kept, partition_lease_lost, crash, wipe })
 }
 
 impl Figures {
@@ -71,6 +76,17 @@ impl Figures {
         }
         let c = &self.crash;
         check(c.leaks == 0 && c.duplicates == 0 && c.problems.is_empty(), format!("crash rounds: {:?}", c.problems));
+        for w in [&self.wipe.data_directory, &self.wipe.prefix] {
+            check(w.flow_lost == 0, format!("store wiped ({:?}): {} packets lost", w.loss, w.flow_lost));
+            check(
+                w.republished_s < 60.0,
+                format!("store wiped ({:?}): republished in {:.2} s", w.loss, w.republished_s),
+            );
+            check(
+                w.problems.is_empty() && w.duplicate_addresses == 0,
+                format!("store wiped ({:?}): {:?}", w.loss, w.problems),
+            );
+        }
         problems
     }
 }
@@ -120,10 +136,28 @@ impl fmt::Display for Figures {
             "| 3. agent SIGKILLed at random points, {} rounds ({} run, {} rm, {} network rm) | leaks, duplicate addresses | {}, {} | 0, 0 |",
             c.rounds, c.kills_during_run, c.kills_during_rm, c.kills_during_network_rm, c.leaks, c.duplicates
         )?;
-        write!(
+        writeln!(
             f,
             "| | recovery after the restart, median / slowest | {:.2} s / {:.2} s ({} commands failed) | |",
             c.median_recovery_s, c.max_recovery_s, c.commands_failed
-        )
+        )?;
+        for (w, case) in [
+            (&self.wipe.data_directory, "etcd restarted on an empty data directory"),
+            (&self.wipe.prefix, "the cluster's prefix deleted"),
+        ] {
+            writeln!(
+                f,
+                "| 5. store wiped: {case} ({} keys) | packets lost, 10 ms ping across hosts | {} of {} | 0 |",
+                w.keys_before, w.flow_lost, w.flow_sent
+            )?;
+            writeln!(
+                f,
+                "| | nodes, networks, containers, endpoints, addresses back | {:.2} s, {} duplicate addresses, {} problems | < 60 s, 0 |",
+                w.republished_s,
+                w.duplicate_addresses,
+                w.problems.len()
+            )?;
+        }
+        Ok(())
     }
 }

@@ -279,6 +279,20 @@ impl EtcdCluster {
 }
 
 impl Etcd {
+    /// Deletes every key that starts with `prefix` in one request (one revision), as
+    /// `etcdctl del --prefix` does, through the gRPC gateway. Returns how many went.
+    pub fn delete_prefix(&self, prefix: &str) -> anyhow::Result<u64> {
+        let mut end = prefix.as_bytes().to_vec();
+        let last = end.last_mut().context("an empty prefix would be the whole store")?;
+        *last += 1;
+        let body = format!(r#"{{"key": "{}", "range_end": "{}"}}"#, base64(prefix.as_bytes()), base64(&end));
+        let url = format!("{}/v3/kv/deleterange", self.endpoint());
+        let out = cmd::run_in(&self.ns, &["curl", "-s", "-m", "5", "-X", "POST", &url, "-d", &body])?;
+        let value: serde_json::Value = serde_json::from_str(&out).with_context(|| format!("deleterange: {out}"))?;
+        // The gateway writes 64-bit integers as strings, and leaves out zeros.
+        Ok(value["deleted"].as_str().unwrap_or("0").parse()?)
+    }
+
     /// (this member's ID, the leader's ID) from the gRPC gateway's status call.
     fn status(&self) -> anyhow::Result<(String, String)> {
         let url = format!("{}/v3/maintenance/status", self.endpoint());
@@ -288,6 +302,23 @@ impl Etcd {
         let leader = value["leader"].as_str().unwrap_or_default().to_owned();
         Ok((id, leader))
     }
+}
+
+/// Standard base64 with padding, as the gRPC gateway takes bytes.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// The last `lines` lines of a file.

@@ -8,5 +8,6 @@ pub mod crash;
 pub mod fixture;
 pub mod leader_kill;
 pub mod partition;
+pub mod wipe;
 
 pub use audit::{Audit, audit};
