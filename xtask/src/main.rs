@@ -44,7 +44,7 @@ enum Task {
         #[arg(long)]
         datapath_only: bool,
         /// Only the fault scenarios (etcd leader killed, a host cut off from the store,
-        /// the agent killed at random points), added to the JSON as `faults`.
+        /// the agent killed at random points, the store wiped), added to the JSON as `faults`.
         #[arg(long, conflicts_with = "datapath_only")]
         faults: bool,
         /// Write the figures as JSON here.

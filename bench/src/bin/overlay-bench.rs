@@ -29,7 +29,8 @@ struct Args {
     #[arg(long)]
     dns_only: bool,
     /// Only the fault scenarios (etcd leader killed, a host cut off from the store, the
-    /// agent killed at random points), added to the JSON file as its `faults` section.
+    /// agent killed at random points, the store wiped), added to the JSON file as its
+    /// `faults` section.
     #[arg(long)]
     faults: bool,
     /// Only the mesh convergence figure (a quick check).
