@@ -269,6 +269,21 @@ pub fn start_manager(scratch: &Scratch, store: &str, host: &Host) -> anyhow::Res
     Daemon::spawn(host, &host.name, &args, &scratch.path(&format!("{}.log", host.name)))
 }
 
+/// `overlay stats --format json` on `host`, of the datapath pinned at its pin directory.
+pub fn stats(lab: &Lab, host: &str) -> anyhow::Result<serde_json::Value> {
+    let h = lab.host(host);
+    let out = overlay(h, &["stats", "--format", "json", "--pin-dir", h.pin_dir.to_str().unwrap_or_default()])?;
+    anyhow::ensure!(out.status.success(), "overlay stats: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The packets counted for the reason `name` (e.g. `egress`) in a [`stats`] answer, both
+/// directions.
+pub fn reason_packets(stats: &serde_json::Value, name: &str) -> u64 {
+    let reasons = stats["reasons"].as_array().into_iter().flatten();
+    reasons.filter(|r| r["reason"] == name).filter_map(|r| r["packets"].as_u64()).sum()
+}
+
 /// Runs `overlay ARGS` in `host`'s namespace and returns its output, whatever the status.
 pub fn overlay(host: &Host, args: &[&str]) -> anyhow::Result<Output> {
     let bin = overlay_binary::path()?;

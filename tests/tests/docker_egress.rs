@@ -12,7 +12,7 @@ use std::{
 use anyhow::Context;
 use overlay_tests::{
     Lab,
-    cluster::{self, Scratch},
+    cluster::{self, Scratch, reason_packets, stats},
     cmd,
     docker::{self, Dockerd},
     outside::{EchoCounter, PeerLog, tcp_request},
@@ -21,18 +21,6 @@ use overlay_tests::{
 };
 
 const OUTSIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
-
-fn stats(lab: &Lab, host: &str) -> anyhow::Result<serde_json::Value> {
-    let h = lab.host(host);
-    let out = cluster::overlay(h, &["stats", "--format", "json", "--pin-dir", h.pin_dir.to_str().unwrap_or_default()])?;
-    anyhow::ensure!(out.status.success(), "overlay stats: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
-
-fn reason(stats: &serde_json::Value, name: &str) -> u64 {
-    let reasons = stats["reasons"].as_array().into_iter().flatten();
-    reasons.filter(|r| r["reason"] == name).filter_map(|r| r["packets"].as_u64()).sum()
-}
 
 #[test]
 fn docker_containers_get_egress_and_published_ports() -> anyhow::Result<()> {
@@ -92,16 +80,16 @@ fn docker_containers_get_egress_and_published_ports() -> anyhow::Result<()> {
         let (ok, answer) = exec("d1", "ping -c 2 -W 2 203.0.113.10")?;
         assert!(ok, "{answer}");
         assert_eq!(echoes.sources()?, vec![agt01]);
-        assert!(reason(&stats(&lab, "agt01")?, "egress") >= 4);
+        assert!(reason_packets(&stats(&lab, "agt01")?, "egress") >= 4);
 
         // --internal: no way out. As with Docker's own drivers the container gets no
         // default route; one that makes itself one is dropped by the datapath.
         let (ok, answer) = exec("i1", "ping -c 1 -W 1 203.0.113.10")?;
         assert!(!ok && answer.contains("unreachable"), "{answer}");
-        let before = reason(&stats(&lab, "agt01")?, "drop-no-egress");
+        let before = reason_packets(&stats(&lab, "agt01")?, "drop-no-egress");
         let (ok, answer) = exec("i1", "ip route add default via 10.88.2.1 && ping -c 2 -W 1 203.0.113.10")?;
         assert!(!ok && answer.contains("0 packets received"), "{answer}");
-        assert!(reason(&stats(&lab, "agt01")?, "drop-no-egress") >= before + 2);
+        assert!(reason_packets(&stats(&lab, "agt01")?, "drop-no-egress") >= before + 2);
 
         // Cross-host overlay traffic is the datapath's: encapsulated, not egress, and no
         // Docker bridge on the host.
@@ -123,8 +111,8 @@ fn docker_containers_get_egress_and_published_ports() -> anyhow::Result<()> {
         let (ok, answer) = exec("d3", &format!("ping -c 3 -W 2 {native_ip}"))?;
         assert!(ok, "{answer}");
         let after = stats(&lab, "agt01")?;
-        assert!(reason(&after, "encapsulated") >= reason(&before, "encapsulated") + 3);
-        assert_eq!(reason(&after, "egress"), reason(&before, "egress"), "overlay traffic took egress");
+        assert!(reason_packets(&after, "encapsulated") >= reason_packets(&before, "encapsulated") + 3);
+        assert_eq!(reason_packets(&after, "egress"), reason_packets(&before, "egress"), "overlay traffic took egress");
         let bridges = cmd::ip(&lab.host("agt01").ns, &["-o", "link", "show", "type", "bridge"])?;
         assert!(!bridges.contains("docker_gwbridge") && !bridges.contains("docker0"), "{bridges}");
         traffic::ping_ok(&native, agt01, 1)?;

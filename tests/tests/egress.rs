@@ -14,7 +14,7 @@ use std::{
 use anyhow::Context;
 use overlay_tests::{
     Lab,
-    cluster::{self, Scratch},
+    cluster::{self, Scratch, reason_packets, stats},
     cmd,
     outside::{Connection, EchoCounter, PeerLog, echo_server, tcp_request, udp_request},
     packets::{icmp_echo_frame, rx_packets, send_udp, vxlan_header},
@@ -33,24 +33,6 @@ fn lab(tag: &str) -> anyhow::Result<Lab> {
         .host("agt02", "192.168.2.142/24")
         .outside("outside", "203.0.113.10/24")
         .build()
-}
-
-/// `overlay stats --format json` on `host`.
-fn stats(lab: &Lab, host: &str) -> anyhow::Result<serde_json::Value> {
-    let h = lab.host(host);
-    let out = cluster::overlay(h, &["stats", "--format", "json", "--pin-dir", h.pin_dir.to_str().unwrap_or_default()])?;
-    anyhow::ensure!(out.status.success(), "overlay stats: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
-
-fn reason(stats: &serde_json::Value, name: &str) -> u64 {
-    stats["reasons"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["reason"] == name)
-        .filter_map(|r| r["packets"].as_u64())
-        .sum()
 }
 
 fn table(lab: &Lab, host: &str) -> anyhow::Result<String> {
@@ -105,17 +87,17 @@ fn containers_reach_the_outside_masqueraded() -> anyhow::Result<()> {
 
         // Counted as egress, per network and in the rules' counters.
         let s = stats(&lab, "agt01")?;
-        assert!(reason(&s, "egress") >= 5, "{s}");
+        assert!(reason_packets(&s, "egress") >= 5, "{s}");
         let net = &s["egress"]["networks"];
         let web = net.as_object().and_then(|m| m.values().find(|v| v["out_packets"].as_u64() > Some(0)));
         let web = web.with_context(|| format!("no egress counted: {s}"))?;
         assert!(web["in_packets"].as_u64() > Some(0), "{s}");
 
         // An internal network has no way out, and the drop is counted.
-        let before = reason(&stats(&lab, "agt01")?, "drop-no-egress");
+        let before = reason_packets(&stats(&lab, "agt01")?, "drop-no-egress");
         assert!(tcp_request(&db1, to, Duration::from_secs(1)).is_err(), "a container of an internal network got out");
         assert_eq!(traffic::ping(&db1, OUTSIDE, 2, "0.2")?.received, 0);
-        assert!(reason(&stats(&lab, "agt01")?, "drop-no-egress") >= before + 3);
+        assert!(reason_packets(&stats(&lab, "agt01")?, "drop-no-egress") >= before + 3);
         let rules = table(&lab, "agt01")?;
         assert!(rules.contains("ip saddr 10.77.5.0/24 masquerade"), "{rules}");
         assert!(!rules.contains("ip saddr 10.77.6.0/24 masquerade"), "{rules}");
@@ -142,9 +124,12 @@ fn containers_reach_the_outside_masqueraded() -> anyhow::Result<()> {
         send_udp(&web1, web1_ip, agt02, &[large])?;
         std::thread::sleep(Duration::from_millis(300));
         let (after1, after2) = (stats(&lab, "agt01")?, stats(&lab, "agt02")?);
-        assert_eq!(reason(&after1, "drop-egress-vxlan") - reason(&before1, "drop-egress-vxlan"), 2 + 1 + 3);
-        assert_eq!(reason(&after1, "egress"), reason(&before1, "egress"), "crafted VXLAN left agt01");
-        assert_eq!(reason(&after2, "decapsulated"), reason(&before2, "decapsulated"));
+        assert_eq!(
+            reason_packets(&after1, "drop-egress-vxlan") - reason_packets(&before1, "drop-egress-vxlan"),
+            2 + 1 + 3
+        );
+        assert_eq!(reason_packets(&after1, "egress"), reason_packets(&before1, "egress"), "crafted VXLAN left agt01");
+        assert_eq!(reason_packets(&after2, "decapsulated"), reason_packets(&before2, "decapsulated"));
         assert_eq!(rx_packets(&s2)?, rx, "s2 received the crafted packet");
         // A container of the network itself reaches s2 as before.
         traffic::ping_ok(&s2, s1_ip, 2)?;
@@ -153,8 +138,8 @@ fn containers_reach_the_outside_masqueraded() -> anyhow::Result<()> {
         let before = stats(&lab, "agt01")?;
         traffic::ping_ok(&web1, web2_ip, 5)?;
         let after = stats(&lab, "agt01")?;
-        assert!(reason(&after, "encapsulated") >= reason(&before, "encapsulated") + 5);
-        assert_eq!(reason(&after, "egress"), reason(&before, "egress"));
+        assert!(reason_packets(&after, "encapsulated") >= reason_packets(&before, "encapsulated") + 5);
+        assert_eq!(reason_packets(&after, "egress"), reason_packets(&before, "egress"));
 
         // Nothing of a container is reachable from outside: neither from the outside
         // host, nor from an underlay peer that routes the overlay subnet at its host.

@@ -114,12 +114,7 @@ fn gwbridge(lab: &mut Lab, host: &str) -> anyhow::Result<String> {
 }
 
 fn egress_packets(lab: &Lab, host: &str) -> anyhow::Result<u64> {
-    let h = lab.host(host);
-    let out = cluster::overlay(h, &["stats", "--format", "json", "--pin-dir", h.pin_dir.to_str().unwrap_or_default()])?;
-    ensure!(out.status.success(), "overlay stats: {}", String::from_utf8_lossy(&out.stderr));
-    let stats: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let reasons = stats["reasons"].as_array().into_iter().flatten();
-    Ok(reasons.filter(|r| r["reason"] == "egress").filter_map(|r| r["packets"].as_u64()).sum())
+    Ok(cluster::reason_packets(&cluster::stats(lab, host)?, "egress"))
 }
 
 fn main() -> anyhow::Result<()> {
