@@ -292,12 +292,13 @@ fn names_scoped_per_network(c: &Cluster) -> anyhow::Result<()> {
         c.docker(&["run", "-d", "--name", name, "--net=net_b", "-e", &pin, docker::IMAGE, "sleep", "600"])?;
     }
     let nslookup = |from: &str, name: &str| c.cli.output(&["exec", from, "nslookup", name], None);
-    // The resolver answers a name of the asker's network on another host ...
+    // The resolver answers a name of the asker's network on another host (onlyb02's
+    // once its plugin has learned it from dockerd, a moment after it started) ...
     for (from, name, subnet) in [("busybox01", "busybox02", "10.0.9."), ("onlyb01", "onlyb02", "10.0.10.")] {
-        let seen = nslookup(from, name)?;
-        if !seen.success || !seen.stdout.contains(subnet) {
-            bail!("{from} does not resolve {name} (its network, another host): {seen:?}");
-        }
+        wait_for(&format!("{from} to resolve {name} (its network, another host)"), Duration::from_secs(15), || {
+            let seen = nslookup(from, name)?;
+            Ok(if seen.success && seen.stdout.contains(subnet) { Ok(()) } else { Err(format!("{seen:?}")) })
+        })?;
     }
     // ... and not a container of another network on its own host, either way.
     for (from, name) in [("busybox01", "onlyb01"), ("onlyb01", "busybox01")] {
@@ -461,10 +462,22 @@ fn dead_host(c: &mut Cluster) -> anyhow::Result<()> {
     let ps = c.docker(&["ps"])?;
     let victim = node_of(&ps, "busybox02").context("busybox02 not listed")?;
     let index = DOCKER_HOSTS.iter().position(|h| *h == victim).context("busybox02 not on a Docker host")?;
-    // The host dies: its agent is killed and its link cut (packets to it are dropped).
-    c.agents[index].kill()?;
+    // A stream to the host, open when it dies, ends on its own (TCP's dead-peer
+    // detection on the manager's connection), not when the CLI gives up.
+    let cli = c.cli.clone();
+    let (done, following) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let out = cli.output(&["logs", "-f", "busybox02"], None);
+        let _ = done.send((out, started.elapsed()));
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    // The host dies: its link is cut (packets to it are dropped), then its agent is
+    // killed, whose connections thus end with no word to the manager.
+    let killed = Instant::now();
     let host = c.lab.host(&victim);
     cmd::ip(&host.ns, &["link", "set", &host.interface, "down"])?;
+    c.agents[index].kill()?;
     for round in 0..2 {
         let started = Instant::now();
         let ps = c.docker(&["ps", "-a"])?;
@@ -490,6 +503,11 @@ fn dead_host(c: &mut Cluster) -> anyhow::Result<()> {
         // Once more after its lease has expired.
         std::thread::sleep(Duration::from_secs(cluster::TTL_SECS + 1));
     }
+    let limit = Duration::from_secs(30);
+    let (out, took) = following
+        .recv_timeout(limit.saturating_sub(killed.elapsed()))
+        .with_context(|| format!("docker logs -f busybox02 still follows {limit:?} after {victim} died"))?;
+    println!("docker logs -f busybox02 ended {took:.1?} after it started, {victim} dead: {out:?}");
     let exec = c.cli.output(&["exec", "busybox02", "true"], None)?;
     if exec.success || !exec.stderr.contains(&victim) {
         bail!("exec on a container of a dead node did not fail naming the node: {exec:?}");
