@@ -18,7 +18,7 @@ use tokio::{
 };
 use tokio_rustls::TlsAcceptor;
 
-use super::{Credentials, EngineError, listener::HANDSHAKE_TIMEOUT, splice::splice};
+use super::{Credentials, EngineError, keepalive, listener::HANDSHAKE_TIMEOUT, splice::splice};
 use crate::shutdown::Shutdown;
 
 /// What `overlay agent --docker --docker-tls-*` serves.
@@ -61,6 +61,9 @@ impl Bound {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
+                        if let Err(error) = keepalive::detect_dead_peer(&stream) {
+                            tracing::warn!(%peer, "engine endpoint: setting TCP keepalive: {error}");
+                        }
                         connections.spawn(relay(self.acceptor.clone(), stream, peer, socket.clone()));
                     }
                     Err(error) => {

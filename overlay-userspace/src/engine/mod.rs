@@ -14,7 +14,8 @@
 //! - [`route`] and [`dispatch`]: which endpoint a request is; the one dispatcher.
 //! - [`nodes`]: the live nodes and their engines; every node's containers at once; which
 //!   node holds a container; what a node that stopped answering last listed.
-//! - [`node_client`]: one request to a node's engine, bounded, failures naming the node.
+//! - [`node_client`]: one request to a node's engine, bounded, failures naming the node;
+//!   [`keepalive`]: a connection to a host that died is dropped within seconds.
 //! - [`aggregate`]: `info` and `ps`; [`networks`]: the cluster's networks.
 //! - [`create`]: container creation: placement, constraints, unique names.
 //! - [`proxy`] and [`splice`]: requests passed to a node, streamed; the hijacked stream
@@ -31,6 +32,7 @@ mod dispatch;
 pub mod endpoint;
 mod error;
 pub mod format;
+pub mod keepalive;
 pub mod listener;
 pub mod native;
 pub mod networks;

@@ -2,8 +2,8 @@
 //! TLS (the manager's certificate; the node's must name its address), HTTP/1.1. One
 //! connection per request. Every step is bounded, and a failure names the node: a dead
 //! host costs a request [`CONNECT_TIMEOUT`], never a hang. A stream that outlives its
-//! request (`logs -f`, attach, exec) ends within [`DEAD_PEER`] of its host dying, by
-//! TCP's keepalive and user timeout, rather than when the kernel gives up (minutes).
+//! request (`logs -f`, attach, exec) ends within [`DEAD_PEER`](keepalive::DEAD_PEER) of
+//! its host dying ([`keepalive`]), rather than when the kernel gives up (minutes).
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -18,6 +18,7 @@ use tokio_rustls::{TlsConnector, rustls::ClientConfig};
 use super::{
     ApiError,
     body::{self, Body},
+    keepalive,
     route::API_VERSION,
     tls::server_name,
 };
@@ -26,17 +27,6 @@ use crate::cluster::NodeRecord;
 /// Connecting, TLS included. A host that is down drops the SYN: this is what a request
 /// to it costs before it fails.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a connection to a node may go unanswered (no ACK of data sent, or of
-/// keepalive probes while idle) before it is dropped as dead.
-pub const DEAD_PEER: Duration = Duration::from_secs(11);
-/// Idle time before the first keepalive probe, and between probes: with
-/// [`KEEPALIVE_PROBES`] unanswered, [`DEAD_PEER`] has passed.
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
-const KEEPALIVE_PROBES: u32 = 3;
-const _: () =
-    assert!(KEEPALIVE_IDLE.as_secs() + KEEPALIVE_PROBES as u64 * KEEPALIVE_INTERVAL.as_secs() <= DEAD_PEER.as_secs());
-
 /// The head of an answer to a forwarded request (a stop may take the container's own
 /// stop timeout first; its body may then stream for as long as it lasts).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -81,7 +71,7 @@ impl NodeClient {
         let attempt = async {
             let tcp = TcpStream::connect(target.address).await.map_err(|e| unreachable(format!("connecting: {e}")))?;
             let _ = tcp.set_nodelay(true);
-            detect_dead_peer(&tcp).map_err(|e| unreachable(format!("setting TCP keepalive: {e}")))?;
+            keepalive::detect_dead_peer(&tcp).map_err(|e| unreachable(format!("setting TCP keepalive: {e}")))?;
             let tls = self
                 .connector
                 .connect(server_name(target.address.ip()), tcp)
@@ -168,19 +158,6 @@ impl NodeClient {
         serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::Internal(format!("{}: the engine's answer to {path} is not JSON: {e}", target.node)))
     }
-}
-
-/// Drops `tcp` once its peer has not answered for [`DEAD_PEER`]: keepalive probes
-/// while it is idle, and `TCP_USER_TIMEOUT` for data it sent (like `setsockopt`
-/// `SO_KEEPALIVE`, `TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT`, `TCP_USER_TIMEOUT`).
-fn detect_dead_peer(tcp: &TcpStream) -> std::io::Result<()> {
-    let socket = socket2::SockRef::from(tcp);
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(KEEPALIVE_IDLE)
-        .with_interval(KEEPALIVE_INTERVAL)
-        .with_retries(KEEPALIVE_PROBES);
-    socket.set_tcp_keepalive(&keepalive)?;
-    socket.set_tcp_user_timeout(Some(DEAD_PEER))
 }
 
 /// The head of a node's answer and its whole body.
