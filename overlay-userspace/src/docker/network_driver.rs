@@ -283,9 +283,9 @@ pub async fn delete_endpoint<S: Store + Transact>(
 ) -> Result<Value, DriverError> {
     let mut state = p.state.lock().await;
     if let Some(endpoint) = state.endpoints.remove(&r.endpoint_id) {
-        if endpoint.joined {
-            endpoints::detach(p, &endpoint).await;
-        }
+        // Joined or not: a Join cut short by a kill of the agent made the veth, the
+        // datapath entry and the record without saying so in the state.
+        endpoints::detach(p, &endpoint).await;
         state.save(&p.config.state_dir)?;
     }
     Ok(json!({}))
