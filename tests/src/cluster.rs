@@ -434,8 +434,21 @@ pub fn start_container_agent_ttl(
     host: &str,
     ttl_secs: u64,
 ) -> anyhow::Result<Daemon> {
+    start_container_agent_ttl_with(scratch, store, lab, host, ttl_secs, &[])
+}
+
+/// [`start_container_agent_ttl`] with more of the agent's options (e.g. `--docker ...`).
+pub fn start_container_agent_ttl_with(
+    scratch: &Scratch,
+    store: &str,
+    lab: &Lab,
+    host: &str,
+    ttl_secs: u64,
+    extra: &[String],
+) -> anyhow::Result<Daemon> {
     let host = lab.host(host);
-    let args = container_agent_args_ttl(scratch, store, lab, host, ttl_secs)?;
+    let mut args = container_agent_args_ttl(scratch, store, lab, host, ttl_secs)?;
+    args.extend_from_slice(extra);
     spawn_container_agent(scratch, host, &args)
 }
 

@@ -27,6 +27,8 @@ pub struct Cluster {
     pub agents: Vec<Option<Daemon>>,
     pub manager: Daemon,
     pub ttl_secs: u64,
+    /// More options of each agent (e.g. `--docker ...`), from its next start on.
+    pub agent_extra: Vec<Vec<String>>,
 }
 
 impl Cluster {
@@ -48,8 +50,19 @@ impl Cluster {
         let prefix = format!("{tag}_cluster");
         let store = etcd.url(&prefix);
         let manager = cluster::start_manager(&scratch, &store, lab.host("etcd1"))?;
-        let mut cluster =
-            Cluster { lab, scratch, etcd, store, prefix, agent_names, agents: Vec::new(), manager, ttl_secs };
+        let agent_extra = vec![Vec::new(); agents];
+        let mut cluster = Cluster {
+            lab,
+            scratch,
+            etcd,
+            store,
+            prefix,
+            agent_names,
+            agents: Vec::new(),
+            manager,
+            ttl_secs,
+            agent_extra,
+        };
         for i in 0..agents {
             let agent = cluster.spawn_agent(i)?;
             cluster.agents.push(Some(agent));
@@ -61,12 +74,13 @@ impl Cluster {
     }
 
     fn spawn_agent(&self, index: usize) -> anyhow::Result<Daemon> {
-        cluster::start_container_agent_ttl(
+        cluster::start_container_agent_ttl_with(
             &self.scratch,
             &self.store,
             &self.lab,
             &self.agent_names[index],
             self.ttl_secs,
+            &self.agent_extra[index],
         )
     }
 

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod churn;
 pub mod crash;
+pub mod docker_crash;
 pub mod fixture;
 pub mod leader_kill;
 pub mod partition;
