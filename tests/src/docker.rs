@@ -53,6 +53,12 @@ pub const PLUGIN: &str = docker::DEFAULT_NAME;
 /// Container MTU: the lab's 1500-byte underlay minus VXLAN.
 pub const MTU: u32 = 1450;
 
+/// `network create -d PLUGIN --ipam-driver PLUGIN --subnet SUBNET NAME`: a network of
+/// the plugin, bound to the cluster network of that subnet if there is one.
+pub fn network_create<'a>(subnet: &'a str, name: &'a str) -> [&'a str; 9] {
+    ["network", "create", "-d", PLUGIN, "--ipam-driver", PLUGIN, "--subnet", subnet, name]
+}
+
 /// Debian's docker CLI (Docker 20.10, like the daemon), else whatever `docker` is.
 pub fn docker_cli() -> &'static str {
     if Path::new("/usr/bin/docker").exists() { "/usr/bin/docker" } else { "docker" }

@@ -243,10 +243,15 @@ fn body(cluster: &mut Cluster, size: Size) -> anyhow::Result<Figures> {
             }
         }
     }
-    recoveries.sort();
-    figures.max_recovery_s = recoveries.last().copied().unwrap_or_default().as_secs_f64();
-    figures.median_recovery_s = recoveries.get(recoveries.len() / 2).copied().unwrap_or_default().as_secs_f64();
+    (figures.median_recovery_s, figures.max_recovery_s) = median_and_slowest(recoveries);
     Ok(figures)
+}
+
+/// The median and the slowest of the rounds' recoveries, in seconds.
+pub fn median_and_slowest(mut recoveries: Vec<Duration>) -> (f64, f64) {
+    recoveries.sort();
+    let at = |i: Option<&Duration>| i.copied().unwrap_or_default().as_secs_f64();
+    (at(recoveries.get(recoveries.len() / 2)), at(recoveries.last()))
 }
 
 fn sorted_words(text: &str) -> String {

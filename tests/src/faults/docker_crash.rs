@@ -15,19 +15,17 @@ use std::{
 use anyhow::Context;
 use rand::Rng;
 
-use super::{audit, crash::host_leftovers, fixture::Cluster};
+pub use super::crash::Size;
+use super::{
+    audit,
+    crash::{host_leftovers, median_and_slowest},
+    fixture::Cluster,
+};
 use crate::{
     cluster,
     docker::{self, Dockerd},
     traffic,
 };
-
-#[derive(Clone, Copy, Debug)]
-pub struct Size {
-    pub rounds: usize,
-    /// The kill comes after a random delay up to this, from the command's start.
-    pub max_delay: Duration,
-}
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Figures {
@@ -99,18 +97,7 @@ fn body(cluster: &mut Cluster, dockerd: &Dockerd, state_dir: &std::path::Path, s
     cluster::wait_for("the plugin's socket", Duration::from_secs(20), || {
         Ok(if dockerd.plugin_socket(plugin).exists() { Ok(()) } else { Err("not yet".into()) })
     })?;
-    let net = [
-        "network",
-        "create",
-        "-d",
-        plugin,
-        "--ipam-driver",
-        plugin,
-        "--subnet",
-        super::fixture::SUBNET,
-        DOCKER_NETWORK,
-    ];
-    dockerd.docker(&net)?;
+    dockerd.docker(&docker::network_create(super::fixture::SUBNET, DOCKER_NETWORK))?;
     let mut rng = rand::thread_rng();
     let mut figures = Figures { rounds: size.rounds, ..Default::default() };
     let mut recoveries = Vec::new();
@@ -128,10 +115,7 @@ fn body(cluster: &mut Cluster, dockerd: &Dockerd, state_dir: &std::path::Path, s
         let victim =
             if let Operation::Rm = operation { live.remove(rng.gen_range(0..live.len())) } else { String::new() };
         let command = match operation {
-            Operation::NetworkCreate => spawn_docker(
-                dockerd,
-                &["network", "create", "-d", plugin, "--ipam-driver", plugin, "--subnet", &subnet, &spare],
-            )?,
+            Operation::NetworkCreate => spawn_docker(dockerd, &docker::network_create(&subnet, &spare))?,
             Operation::Run => spawn_docker(
                 dockerd,
                 &["run", "-d", "--name", &name, "--net", DOCKER_NETWORK, docker::IMAGE, "sleep", "3600"],
@@ -200,9 +184,7 @@ fn body(cluster: &mut Cluster, dockerd: &Dockerd, state_dir: &std::path::Path, s
             let _ = dockerd.docker_status(&["network", "rm", &spare]);
         }
     }
-    recoveries.sort();
-    figures.max_recovery_s = recoveries.last().copied().unwrap_or_default().as_secs_f64();
-    figures.median_recovery_s = recoveries.get(recoveries.len() / 2).copied().unwrap_or_default().as_secs_f64();
+    (figures.median_recovery_s, figures.max_recovery_s) = median_and_slowest(recoveries);
     Ok(figures)
 }
 
