@@ -80,6 +80,10 @@ impl Cluster<'_> {
             agent_args.push(extra);
             dockerds.push(dockerd);
         }
+        // A Docker resolver's namespace that an earlier run left on the host whose agent
+        // now runs without --docker: the agent removes it.
+        let stale = stale_resolver(lab);
+        cmd::run(&["ip", "netns", "add", &stale])?;
         agents.push(cluster::start_container_agent(scratch, &store, lab, NATIVE_HOST)?);
         println!("start: dockerds and agents after {:.1?}", started.elapsed());
         let socket = scratch.path("docker.sock");
@@ -134,6 +138,12 @@ impl Cluster<'_> {
     }
 }
 
+/// The namespace of a Docker resolver on NATIVE_HOST, as its agent would name it.
+fn stale_resolver(lab: &Lab) -> String {
+    let prefix = cluster::container_netns_prefix(lab, lab.host(NATIVE_HOST));
+    format!("{prefix}{}", overlay::docker::resolver_namespace::NETNS_SUFFIX)
+}
+
 /// Where `docker ps` says the container runs (`NODE/NAME`).
 fn node_of(ps: &str, name: &str) -> Option<String> {
     ps.lines().find_map(|line| {
@@ -143,6 +153,10 @@ fn node_of(ps: &str, name: &str) -> Option<String> {
 }
 
 fn version_and_info(c: &Cluster) -> anyhow::Result<()> {
+    let stale = PathBuf::from("/run/netns").join(stale_resolver(c.lab));
+    wait_for(&format!("{NATIVE_HOST}'s agent to remove {}", stale.display()), Duration::from_secs(10), || {
+        Ok(if stale.exists() { Err("still there".to_owned()) } else { Ok(()) })
+    })?;
     let version = c.docker(&["version", "--format", "{{.Server.Version}} {{.Server.APIVersion}}"])?;
     if !version.starts_with("overlay/") || !version.trim().ends_with("1.41") {
         bail!("docker version through the manager: {version:?}");

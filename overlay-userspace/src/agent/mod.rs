@@ -217,11 +217,15 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
         }
     };
     let upstreams = std::sync::Arc::new(upstreams);
+    let resolver_netns = format!("{}{}", config.netns_prefix, crate::docker::resolver_namespace::NETNS_SUFFIX);
+    if config.docker.is_none() || config.docker_dns.is_none() {
+        crate::docker::resolver::remove_stale(&resolver_netns, &datapath, &host).await;
+    }
     if let Some(mut plugin) = config.docker.clone() {
         plugin.mtu = container_mtu;
         let dns = config.docker_dns.map(|address| crate::docker::DockerDns {
             address,
-            netns: format!("{}{}", config.netns_prefix, crate::docker::resolver_namespace::NETNS_SUFFIX),
+            netns: resolver_netns,
             upstreams: upstreams.clone(),
         });
         let backend = crate::docker::Backend {

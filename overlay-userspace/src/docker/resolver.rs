@@ -17,7 +17,9 @@ use super::{
     resolver_namespace::{self, ResolverNamespace},
 };
 use crate::{
+    datapath::Datapath,
     dns::{self, DnsContainer, DnsEndpoint, DnsNetwork, NameView, Querier, Upstreams},
+    netlink::Netlink,
     topology::Topology,
 };
 
@@ -79,6 +81,20 @@ impl Running {
         }
         resolver_namespace::remove(&self.namespace.netns, &backend.host).await;
     }
+}
+
+/// Takes away a resolver that an earlier run left (its namespace `netns`, and the
+/// datapath pointed at it), for an agent that runs without one now (no `--docker`, or
+/// `--docker-dns off`). Nothing is done when there is none.
+pub async fn remove_stale(netns: &str, datapath: &tokio::sync::Mutex<Datapath>, host: &Netlink) {
+    if !crate::netns::path(netns).exists() {
+        return;
+    }
+    tracing::info!(%netns, "removing the DNS resolver for Docker containers that an earlier run left");
+    if let Err(error) = datapath.lock().await.clear_resolver() {
+        tracing::warn!("the datapath still points at the earlier Docker resolver: {error}");
+    }
+    resolver_namespace::remove(netns, host).await;
 }
 
 /// The cluster's names, and the host's querier, which sees none of them.
