@@ -136,6 +136,12 @@ impl<S: Store + Transact> ContainerTask<S> {
                             restore_pending = !self.restore(&running).await;
                         } else {
                             for name in gone {
+                                // A listing read before a restore put the record back.
+                                if let Some(r) = running.get(&name)
+                                    && self.record_is_back(r).await
+                                {
+                                    continue;
+                                }
                                 if let Some(r) = running.remove(&name) {
                                     self.remove(r).await;
                                 }
@@ -148,11 +154,15 @@ impl<S: Store + Transact> ContainerTask<S> {
                             }
                         }
                         if !lost {
-                            self.sweep(|name| wanted.contains_key(name)).await;
+                            self.sweep(|name| wanted.contains_key(name) || running.contains_key(name)).await;
                             // Ports a previous agent published for containers that went
                             // away while no agent ran.
                             if let Some(egress) = &self.egress {
-                                let keep = wanted.keys().map(|name| egress::container_owner(name)).collect();
+                                let keep = wanted
+                                    .keys()
+                                    .chain(running.keys())
+                                    .map(|name| egress::container_owner(name))
+                                    .collect();
                                 if let Err(error) = egress.retain("container/", &keep).await {
                                     tracing::warn!("removing the ports of containers that are gone: {error}");
                                 }
