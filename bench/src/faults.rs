@@ -76,7 +76,7 @@ impl Figures {
         }
         let c = &self.crash;
         check(c.leaks == 0 && c.duplicates == 0 && c.problems.is_empty(), format!("crash rounds: {:?}", c.problems));
-        for w in [&self.wipe.data_directory, &self.wipe.prefix] {
+        for w in [Some(&self.wipe.data_directory), self.wipe.prefix.as_ref()].into_iter().flatten() {
             check(w.flow_lost == 0, format!("store wiped ({:?}): {} packets lost", w.loss, w.flow_lost));
             check(
                 w.republished_s < 60.0,
@@ -141,10 +141,11 @@ impl fmt::Display for Figures {
             "| | recovery after the restart, median / slowest | {:.2} s / {:.2} s ({} commands failed) | |",
             c.median_recovery_s, c.max_recovery_s, c.commands_failed
         )?;
-        for (w, case) in [
-            (&self.wipe.data_directory, "etcd restarted on an empty data directory"),
-            (&self.wipe.prefix, "the cluster's prefix deleted"),
-        ] {
+        let cases = [
+            (Some(&self.wipe.data_directory), "etcd restarted on an empty data directory"),
+            (self.wipe.prefix.as_ref(), "the cluster's prefix deleted"),
+        ];
+        for (w, case) in cases.into_iter().filter_map(|(w, case)| Some((w?, case))) {
             writeln!(
                 f,
                 "| 5. store wiped: {case} ({} keys) | packets lost, 10 ms ping across hosts | {} of {} | 0 |",

@@ -9,6 +9,7 @@ use crate::{
     Lab,
     cluster::{self, Daemon, Scratch},
     etcd::EtcdCluster,
+    stores::{Backend, StoreServer},
 };
 
 pub const NETWORK: &str = "net1";
@@ -29,15 +30,27 @@ pub struct Cluster {
     pub ttl_secs: u64,
     /// More options of each agent (e.g. `--docker ...`), from its next start on.
     pub agent_extra: Vec<Vec<String>>,
+    /// The store when it is ZooKeeper (on `zk1`, 192.168.1.131); `etcd` has no member then.
+    pub zookeeper: Option<StoreServer>,
 }
 
 impl Cluster {
     /// `members` etcd members on `etcd1…` (192.168.1.131…) and `agents` agents on
     /// `agt01…` (192.168.1.141…), each agent with a lease of `ttl_secs`; `net1` created.
     pub fn start(tag: &str, members: usize, agents: usize, ttl_secs: u64) -> anyhow::Result<Self> {
+        Self::start_on(Backend::Etcd, tag, members, agents, ttl_secs)
+    }
+
+    /// [`Cluster::start`] on `backend`: with ZooKeeper, one server on `zk1` (`members`
+    /// is then ignored).
+    pub fn start_on(backend: Backend, tag: &str, members: usize, agents: usize, ttl_secs: u64) -> anyhow::Result<Self> {
+        let members = if backend == Backend::Etcd { members } else { 0 };
         let mut builder = Lab::builder(tag);
         for i in 1..=members {
             builder = builder.host(&format!("etcd{i}"), &format!("192.168.1.{}/24", 130 + i));
+        }
+        if backend == Backend::ZooKeeper {
+            builder = builder.host("zk1", "192.168.1.131/24");
         }
         let agent_names: Vec<String> = (1..=agents).map(|i| format!("agt{i:02}")).collect();
         for (i, name) in agent_names.iter().enumerate() {
@@ -48,8 +61,15 @@ impl Cluster {
         let etcd_hosts: Vec<&crate::Host> = (1..=members).map(|i| lab.host(&format!("etcd{i}"))).collect();
         let etcd = EtcdCluster::start(&etcd_hosts)?;
         let prefix = format!("{tag}_cluster");
-        let store = etcd.url(&prefix);
-        let manager = cluster::start_manager(&scratch, &store, lab.host("etcd1"))?;
+        let (zookeeper, store, manager_host) = match backend {
+            Backend::Etcd => (None, etcd.url(&prefix), "etcd1"),
+            Backend::ZooKeeper => {
+                let server = StoreServer::start(backend, lab.host("zk1"))?;
+                let url = server.url(&prefix);
+                (Some(server), url, "zk1")
+            }
+        };
+        let manager = cluster::start_manager(&scratch, &store, lab.host(manager_host))?;
         let agent_extra = vec![Vec::new(); agents];
         let mut cluster = Cluster {
             lab,
@@ -62,13 +82,14 @@ impl Cluster {
             manager,
             ttl_secs,
             agent_extra,
+            zookeeper,
         };
         for i in 0..agents {
             let agent = cluster.spawn_agent(i)?;
             cluster.agents.push(Some(agent));
         }
         let hosts: Vec<&crate::Host> = cluster.agent_names.iter().map(|n| cluster.lab.host(n)).collect();
-        cluster::wait_for_list(cluster.lab.host("etcd1"), &cluster.store, &hosts, Duration::from_secs(30))?;
+        cluster::wait_for_list(cluster.lab.host(manager_host), &cluster.store, &hosts, Duration::from_secs(30))?;
         cluster.overlay(0, &["network", "create", "--subnet", SUBNET, NETWORK])?;
         Ok(cluster)
     }
@@ -144,6 +165,9 @@ impl Cluster {
             }
             eprintln!("{}", self.manager.log_tail());
             eprintln!("{}", self.etcd.logs());
+            if let Some(zookeeper) = &self.zookeeper {
+                eprintln!("{}", zookeeper.logs());
+            }
         }
         result
     }

@@ -1,6 +1,7 @@
 //! Scenario 5: the store loses all its data under a running cluster, twice: etcd stopped,
 //! its data directory deleted and started empty; then the cluster's prefix deleted in one
-//! request. Meanwhile a 10 ms ping crosses hosts. The agents must put back their nodes,
+//! request. On ZooKeeper, the data directory only (it deletes no prefix at once).
+//! Meanwhile a 10 ms ping crosses hosts. The agents must put back their nodes,
 //! networks (one without containers too), containers, endpoints and addresses, and take
 //! nothing down.
 
@@ -14,7 +15,7 @@ use anyhow::Context;
 use overlay::{network::NetworkRecord, store::Entry};
 
 use super::{audit, fixture::Cluster, leader_kill::container_ip};
-use crate::{cluster, traffic};
+use crate::{cluster, stores::Backend, traffic};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Size {
@@ -51,7 +52,8 @@ pub struct Case {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Figures {
     pub data_directory: Case,
-    pub prefix: Case,
+    /// `None` on ZooKeeper.
+    pub prefix: Option<Case>,
 }
 
 /// What the store holds that must come back: containers with their addresses, networks
@@ -81,7 +83,11 @@ fn held(entries: &[Entry]) -> anyhow::Result<Held> {
 }
 
 pub fn run(size: Size) -> anyhow::Result<Figures> {
-    let mut cluster = Cluster::start("wipe", 1, 3, 10)?;
+    run_on(Backend::Etcd, size)
+}
+
+pub fn run_on(backend: Backend, size: Size) -> anyhow::Result<Figures> {
+    let mut cluster = Cluster::start_on(backend, "wipe", 1, 3, 10)?;
     let result = body(&mut cluster, size);
     cluster.report(result)
 }
@@ -98,7 +104,10 @@ fn body(cluster: &mut Cluster, size: Size) -> anyhow::Result<Figures> {
     traffic::wait_reachable(&ns2, ip1, Duration::from_secs(10))?;
     let before = held(&cluster.snapshot()?)?;
     let data_directory = lose(cluster, Loss::DataDirectory, &before, &ns2, ip1, size)?;
-    let prefix = lose(cluster, Loss::Prefix, &before, &ns2, ip1, size)?;
+    let prefix = match cluster.zookeeper {
+        Some(_) => None,
+        None => Some(lose(cluster, Loss::Prefix, &before, &ns2, ip1, size)?),
+    };
     // The IPAM still works and gives no address twice.
     let (_, ip4) = cluster.run(2, "c4")?;
     traffic::wait_reachable(&ns1, ip4, Duration::from_secs(10))?;
@@ -119,15 +128,20 @@ fn lose(
     let flow = traffic::Flow::during(from, to, size.flow, "0.01")?;
     let flow_started = Instant::now();
     std::thread::sleep(Duration::from_secs(1));
-    let etcd = &mut cluster.etcd.members[0];
-    match loss {
-        Loss::DataDirectory => {
+    match (loss, &mut cluster.zookeeper) {
+        (Loss::DataDirectory, Some(zookeeper)) => {
+            zookeeper.stop()?;
+            zookeeper.wipe()?;
+            zookeeper.start_again()?;
+        }
+        (Loss::DataDirectory, None) => {
+            let etcd = &mut cluster.etcd.members[0];
             etcd.stop()?;
             etcd.wipe()?;
             etcd.start_again()?;
         }
-        Loss::Prefix => {
-            let deleted = etcd.delete_prefix(&format!("/{}/", cluster.prefix))?;
+        (Loss::Prefix, _) => {
+            let deleted = cluster.etcd.members[0].delete_prefix(&format!("/{}/", cluster.prefix))?;
             anyhow::ensure!(deleted > 0, "nothing under /{}/ to delete", cluster.prefix);
         }
     }
@@ -140,7 +154,7 @@ fn lose(
                 Err(error) => return Ok(Err(format!("{error:#}"))),
             };
             if now != *before {
-                return Ok(Err(format!("{now:?}")));
+                return Ok(Err(format!("{now:?}, before {before:?}")));
             }
             let report = audit(&entries, &Default::default());
             Ok(if report.is_clean() { Ok(()) } else { Err(format!("{:?}", report.problems)) })
