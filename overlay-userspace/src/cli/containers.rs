@@ -119,7 +119,18 @@ async fn resolve_node(store: &AnyStore, node: &str) -> anyhow::Result<String> {
 async fn wait_running(store: &AnyStore, name: &str, timeout: Duration) -> anyhow::Result<ContainerStatus> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if let Some(entry) = store.get(&record::status_key(name)).await? {
+        // A store that is electing a leader (a member just died) refuses for a second or
+        // two: the container is still being started, so keep asking until the deadline.
+        let entry = match store.get(&record::status_key(name)).await {
+            Ok(entry) => entry,
+            Err(error) if error.is_transient() && tokio::time::Instant::now() < deadline => {
+                tracing::debug!("asking for the status of {name}: {error}; asking again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if let Some(entry) = entry {
             let status: ContainerStatus = serde_json::from_slice(&entry.value)?;
             match status.state {
                 State::Running => return Ok(status),
