@@ -94,17 +94,7 @@ fn docker_containers_get_egress_and_published_ports() -> anyhow::Result<()> {
         // Cross-host overlay traffic is the datapath's: encapsulated, not egress, and no
         // Docker bridge on the host.
         cluster::overlay_ok(&lab, "agt02", &store, &["network", "create", "--subnet", "10.88.3.0/24", "mixed"])?;
-        dockerd.docker(&[
-            "network",
-            "create",
-            "-d",
-            plugin,
-            "--ipam-driver",
-            plugin,
-            "--subnet",
-            "10.88.3.0/24",
-            "mixed",
-        ])?;
+        dockerd.docker(&docker::network_create("10.88.3.0/24", "mixed"))?;
         let (native, native_ip) = cluster::run_container(&lab, &store, "agt02", "n1", "mixed", &[])?;
         run("d3", "mixed", &[], &["sleep", "600"])?;
         let before = stats(&lab, "agt01")?;

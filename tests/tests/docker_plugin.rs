@@ -187,7 +187,7 @@ fn scenario(s: &mut Setup) -> anyhow::Result<()> {
     assert!(!ok && out.contains(&format!("--ipam-driver {driver}")), "{out}");
 
     // Created once on agt01; appears in agt02's Docker by itself.
-    d1.docker(&["network", "create", "-d", driver, "--ipam-driver", driver, "--subnet", "10.0.9.0/24", "my_network"])?;
+    d1.docker(&docker::network_create("10.0.9.0/24", "my_network"))?;
     let record = wait_for("the cluster network", Duration::from_secs(10), || {
         let store = s.nodes[0].store.clone();
         s.nodes[0].run(async move { network::find(&store, "my_network").await.ok() })
@@ -297,12 +297,12 @@ fn scenario(s: &mut Setup) -> anyhow::Result<()> {
     let store = s.nodes[0].store.clone();
     let kept = s.nodes[0].run(async move { network::find(&store, "my_network").await })??;
     assert_eq!(kept.id, record.id);
-    d1.docker(&["network", "create", "-d", driver, "--ipam-driver", driver, "--subnet", "10.0.9.0/24", "my_network"])?;
+    d1.docker(&docker::network_create("10.0.9.0/24", "my_network"))?;
     let out = d1.docker(&["run", "--rm", "--net", "my_network", docker::IMAGE, "ping", "-c", "1", "native01"])?;
     assert!(out.contains(&format!("({native_ip})")) && out.contains("1 packets received"), "{out}");
 
     // A network removed through Docker on one host leaves the other host's Docker.
-    let other = ["network", "create", "-d", driver, "--ipam-driver", driver, "--subnet", "10.0.10.0/24", "other_net"];
+    let other = docker::network_create("10.0.10.0/24", "other_net");
     d2.docker(&other)?;
     wait_for("other_net in agt01's Docker", Duration::from_secs(15), || {
         Ok(names(d1)?.iter().any(|n| n == "other_net").then_some(()))

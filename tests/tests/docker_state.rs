@@ -26,9 +26,7 @@ fn networks_in_state(state_dir: &Path) -> anyhow::Result<BTreeSet<String>> {
 }
 
 fn create_network(d: &Dockerd) -> anyhow::Result<String> {
-    let driver = docker::PLUGIN;
-    let out =
-        d.docker(&["network", "create", "-d", driver, "--ipam-driver", driver, "--subnet", SUBNET, "my_network"])?;
+    let out = d.docker(&docker::network_create(SUBNET, "my_network"))?;
     Ok(out.trim().to_owned())
 }
 

@@ -326,19 +326,8 @@ fn ping_by_name(demo: &mut Demo) -> anyhow::Result<()> {
 }
 
 fn docker_step(demo: &mut Demo) -> anyhow::Result<()> {
-    let plugin = docker::PLUGIN;
     // The cluster network of step 7 has this subnet: the Docker network binds to it.
-    demo.docker(&[
-        "network",
-        "create",
-        "-d",
-        plugin,
-        "--ipam-driver",
-        plugin,
-        "--subnet",
-        "10.0.9.0/24",
-        "my_network",
-    ])?;
+    demo.docker(&docker::network_create("10.0.9.0/24", "my_network"))?;
     let ls = demo.docker(&["network", "ls"])?;
     if !ls.lines().any(|l| l.split_whitespace().nth(1) == Some("my_network")) {
         bail!("`docker network ls` does not show my_network");
