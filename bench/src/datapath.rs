@@ -13,74 +13,19 @@
 //! request/response (`rr`) and ping; the eBPF paths also for each program's run time
 //! per packet under the 64-byte load (`program_cost`).
 
-use std::{fmt::Write as _, net::Ipv4Addr, path::Path, time::Duration};
+use std::{fmt::Write as _, path::Path, time::Duration};
 
 use anyhow::Context;
-use overlay_bench_common::program_names as bench_programs;
-use overlay_common::program_names;
-use overlay_tests::{ContainerSpec, Lab, datapath::HostDatapath, kernel_vxlan::KernelVxlan, traffic};
+use overlay_tests::{Lab, traffic};
 use serde::Serialize;
 
+pub use crate::paths::{Ends, PathKind};
 use crate::{
-    ebpf::BenchEbpf,
-    flannel_peer,
-    program_cost::{self, Cost, ProgramAt},
+    idle,
+    paths::Paths,
+    program_cost::{self, Cost},
     rr::{self, Protocol},
-    tunnel_peer, veth_bound,
 };
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PathKind {
-    /// Host to host: what the containers' traffic would get with no container at all.
-    Underlay,
-    /// Containers behind a veth, one TC redirect each way, no overlay (`veth_bound`):
-    /// the bound for any overlay of veth-attached containers.
-    VethBound,
-    /// Docker's overlay driver: bridge + kernel VXLAN, static FDB, proxy ARP.
-    KernelVxlan,
-    /// Flannel's vxlan backend: bridge, routed subnets, `flannel.1` (`flannel_peer`).
-    FlannelStyle,
-    /// Cilium's tunnel mode: set_tunnel_key, collect_md VXLAN, redirect_peer (`tunnel_peer`).
-    CiliumStyle,
-    Ebpf,
-}
-
-impl PathKind {
-    pub const ALL: [PathKind; 6] = [
-        PathKind::Underlay,
-        PathKind::VethBound,
-        PathKind::KernelVxlan,
-        PathKind::FlannelStyle,
-        PathKind::CiliumStyle,
-        PathKind::Ebpf,
-    ];
-    /// The overlays this datapath is compared with.
-    pub const PEERS: [PathKind; 3] = [PathKind::KernelVxlan, PathKind::FlannelStyle, PathKind::CiliumStyle];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            PathKind::Underlay => "raw underlay",
-            PathKind::VethBound => "veth, no overlay",
-            PathKind::KernelVxlan => "kernel VXLAN+bridge",
-            PathKind::FlannelStyle => "Flannel-style vxlan",
-            PathKind::CiliumStyle => "Cilium-style tunnel",
-            PathKind::Ebpf => "eBPF overlay (this)",
-        }
-    }
-
-    /// The column heading of the markdown table.
-    fn heading(self) -> &'static str {
-        match self {
-            PathKind::Underlay => "raw underlay",
-            PathKind::VethBound => "bound: veth, no overlay",
-            PathKind::KernelVxlan => "kernel VXLAN+bridge (Docker)",
-            PathKind::FlannelStyle => "Flannel-style",
-            PathKind::CiliumStyle => "Cilium-style",
-            PathKind::Ebpf => "this datapath",
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -91,18 +36,32 @@ pub enum Metric {
     UdpRr,
     /// The same over one TCP connection.
     TcpRr,
+    /// `UdpRr` with idle CPUs keeping their scheduler tick (`idle::KeptTick`): the
+    /// same cost of waking an idle CPU for every path, so what remains is the paths'.
+    UdpRrTickKept,
+    /// `TcpRr` with the tick kept.
+    TcpRrTickKept,
     /// `ping -i 0.01`, in whole microseconds: a secondary figure.
     Ping,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 5] =
-        [Metric::TcpThroughput, Metric::SmallPacketRate, Metric::UdpRr, Metric::TcpRr, Metric::Ping];
+    pub const ALL: [Metric; 7] = [
+        Metric::TcpThroughput,
+        Metric::SmallPacketRate,
+        Metric::UdpRr,
+        Metric::TcpRr,
+        Metric::UdpRrTickKept,
+        Metric::TcpRrTickKept,
+        Metric::Ping,
+    ];
+    /// The request/response figures.
+    pub const RR: [Metric; 4] = [Metric::UdpRr, Metric::TcpRr, Metric::UdpRrTickKept, Metric::TcpRrTickKept];
     pub fn unit(self) -> &'static str {
         match self {
             Metric::TcpThroughput => "Gbit/s",
             Metric::SmallPacketRate => "kpps",
-            Metric::UdpRr | Metric::TcpRr | Metric::Ping => "us",
+            Metric::UdpRr | Metric::TcpRr | Metric::UdpRrTickKept | Metric::TcpRrTickKept | Metric::Ping => "us",
         }
     }
     /// Whether a larger figure is better.
@@ -115,6 +74,8 @@ impl Metric {
             Metric::SmallPacketRate => "64-byte UDP rate",
             Metric::UdpRr => "UDP request/response, mean",
             Metric::TcpRr => "TCP request/response, mean",
+            Metric::UdpRrTickKept => "UDP request/response, tick kept, mean",
+            Metric::TcpRrTickKept => "TCP request/response, tick kept, mean",
             Metric::Ping => "ping round trip",
         }
     }
@@ -126,11 +87,14 @@ pub struct Sample {
     pub value: f64,
     pub p99_us: Option<f64>,
     pub transactions_per_second: Option<f64>,
+    /// Request/response only: idle periods that stopped the scheduler tick, per
+    /// transaction (`idle::TickStops`).
+    pub tick_stops: Option<f64>,
 }
 
 impl Sample {
     fn plain(value: f64) -> Self {
-        Sample { value, p99_us: None, transactions_per_second: None }
+        Sample { value, p99_us: None, transactions_per_second: None, tick_stops: None }
     }
 }
 
@@ -151,6 +115,10 @@ pub struct Record {
     /// Request/response only: the median of the rounds' transactions per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transactions_per_second: Option<f64>,
+    /// Request/response only: the median of the rounds' idle periods that stopped the
+    /// scheduler tick, per transaction (two idle CPUs are woken per transaction).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tick_stops_per_transaction: Option<f64>,
 }
 
 /// One eBPF program's run time per packet under the 64-byte load, over the rounds.
@@ -180,13 +148,6 @@ pub struct Options {
     pub pings: u32,
 }
 
-/// The two ends of one path: client side and server side namespaces and the server's address.
-pub struct Ends {
-    pub client_ns: String,
-    pub server_ns: String,
-    pub server_ip: Ipv4Addr,
-}
-
 pub fn median(values: &[f64]) -> f64 {
     let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
     sorted.sort_by(|a, b| a.total_cmp(b));
@@ -198,113 +159,7 @@ pub fn median(values: &[f64]) -> f64 {
 }
 
 pub fn run(options: &Options) -> anyhow::Result<Results> {
-    let mut lab = Lab::builder("bench").host("h1", "192.168.1.141/24").host("h2", "192.168.1.142/24").build()?;
-    let (h1, h2) = (lab.host("h1").clone(), lab.host("h2").clone());
-    // Hosts forward IPv4, as dockerd makes every Docker host do: the datapath then gets
-    // the next hop's MACs from the FIB helper (and caches them), see docs/datapath.md.
-    // Flannel's routed subnets need it too.
-    for host in [&h1, &h2] {
-        overlay_tests::cmd::run_in(&host.ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-    }
-
-    // Kernel path: what Docker's overlay driver builds.
-    const KERNEL_VNI: u32 = 10;
-    let k1 = lab.add_container("h1", &ContainerSpec::new("k1", Ipv4Addr::new(10, 0, 8, 2)))?;
-    let k2 = lab.add_container("h2", &ContainerSpec::new("k2", Ipv4Addr::new(10, 0, 8, 3)))?;
-    for (host, local, remote, remote_host) in [(&h1, &k1, &k2, &h2), (&h2, &k2, &k1, &h1)] {
-        let kernel = KernelVxlan::create(host, KERNEL_VNI, host.ip)?;
-        kernel.attach(local)?;
-        kernel.add_remote(remote, remote_host.ip)?;
-    }
-
-    // Flannel-style: a subnet per host.
-    let flannel = flannel_peer::connect(
-        &mut lab,
-        "f",
-        &[
-            flannel_peer::Member { host: &h1, subnet: [10, 0, 5] },
-            flannel_peer::Member { host: &h2, subnet: [10, 0, 6] },
-        ],
-    )?;
-
-    // This datapath.
-    const VNI: u32 = 20;
-    let e1 = lab.add_container("h1", &ContainerSpec::new("e1", Ipv4Addr::new(10, 0, 9, 2)))?;
-    let e2 = lab.add_container("h2", &ContainerSpec::new("e2", Ipv4Addr::new(10, 0, 9, 3)))?;
-    let mut dps = vec![HostDatapath::start(&h1)?, HostDatapath::start(&h2)?];
-    overlay_tests::datapath::full_mesh(&mut dps, VNI, Ipv4Addr::new(10, 0, 9, 1), &[(0, &e1), (1, &e2)])?;
-    // The bench's own programs, after the datapath: the XDP experiment adopts its maps.
-    let mut objects = vec![BenchEbpf::load(&h1.ns, &h1.pin_dir)?, BenchEbpf::load(&h2.ns, &h2.pin_dir)?];
-
-    // Cilium-style: the tunnel MTU, as this datapath's.
-    let c1 = lab.add_container("h1", &ContainerSpec::new("c1", Ipv4Addr::new(10, 0, 4, 2)))?;
-    let c2 = lab.add_container("h2", &ContainerSpec::new("c2", Ipv4Addr::new(10, 0, 4, 3)))?;
-    tunnel_peer::connect(
-        &mut objects,
-        &[
-            tunnel_peer::Placement { host: &h1, host_index: 0, container: &c1 },
-            tunnel_peer::Placement { host: &h2, host_index: 1, container: &c2 },
-        ],
-    )?;
-
-    // The bound: no overlay, so the full 1500-byte MTU.
-    let mut bound = |host: &str, name: &str, ip: Ipv4Addr| {
-        lab.add_container(host, &ContainerSpec { mtu: 1500, ..ContainerSpec::new(name, ip) })
-    };
-    let b1 = bound("h1", "b1", Ipv4Addr::new(10, 0, 7, 2))?;
-    let b2 = bound("h2", "b2", Ipv4Addr::new(10, 0, 7, 3))?;
-    veth_bound::connect(
-        &mut objects,
-        &[
-            veth_bound::Placement { host: &h1, host_index: 0, container: &b1 },
-            veth_bound::Placement { host: &h2, host_index: 1, container: &b2 },
-        ],
-    )?;
-
-    let ends = |path: PathKind| {
-        let (client, server) = match path {
-            PathKind::Underlay => {
-                return Ends { client_ns: h1.ns.clone(), server_ns: h2.ns.clone(), server_ip: h2.ip };
-            }
-            PathKind::VethBound => (&b1, &b2),
-            PathKind::KernelVxlan => (&k1, &k2),
-            PathKind::FlannelStyle => (&flannel[0], &flannel[1]),
-            PathKind::CiliumStyle => (&c1, &c2),
-            PathKind::Ebpf => (&e1, &e2),
-        };
-        Ends { client_ns: client.ns.clone(), server_ns: server.ns.clone(), server_ip: server.ip }
-    };
-    // The programs whose run time is measured under the 64-byte load: the sender's on
-    // the client's veth, the receiver's where the traffic arrives on the server's host.
-    let programs = |path: PathKind| -> Vec<ProgramAt> {
-        let at = |program, place, ns: &str, interface: &str| ProgramAt {
-            program,
-            place,
-            ns: ns.to_owned(),
-            interface: interface.to_owned(),
-        };
-        match path {
-            PathKind::Ebpf => vec![
-                at(program_names::FROM_CONTAINER, "sender, container veth", &h1.ns, &e1.host_interface),
-                at(program_names::FROM_UNDERLAY, "receiver, underlay eth0", &h2.ns, &h2.interface),
-            ],
-            PathKind::CiliumStyle => vec![
-                at(bench_programs::TUNNEL_FROM_CONTAINER, "sender, container veth", &h1.ns, &c1.host_interface),
-                at(
-                    bench_programs::TUNNEL_FROM_OVERLAY,
-                    "receiver, collect_md VXLAN device",
-                    &h2.ns,
-                    tunnel_peer::DEVICE,
-                ),
-            ],
-            PathKind::VethBound => vec![
-                at(bench_programs::BOUND_REDIRECT, "sender, container veth", &h1.ns, &b1.host_interface),
-                at(bench_programs::BOUND_REDIRECT, "receiver, underlay eth0", &h2.ns, &h2.interface),
-            ],
-            _ => Vec::new(),
-        }
-    };
-
+    let mut paths = Paths::build()?;
     let mut samples: Vec<(PathKind, Metric, Vec<Sample>)> = Vec::new();
     for path in PathKind::ALL {
         for metric in Metric::ALL {
@@ -317,17 +172,13 @@ pub fn run(options: &Options) -> anyhow::Result<Results> {
         // Rotate the order each round, so no path always runs first after a switch.
         for i in 0..PathKind::ALL.len() {
             let path = PathKind::ALL[(i + round) % PathKind::ALL.len()];
-            // The underlay programs are attached only while their path is measured: the
-            // kernel path's VXLAN would otherwise be ours to judge, the raw underlay is
-            // measured with no program in its way, and whichever of the two programs runs
-            // first passes the other's packets to the host.
-            set_underlay_program(&mut dps, &mut objects, &h1.interface, path)?;
-            let e = ends(path);
+            paths.select(path)?;
+            let e = paths.ends(path);
             // Warm neighbour caches so the first run does not pay for ARP.
             traffic::ping(&e.client_ns, e.server_ip, 1, "0.2")?;
             for metric in Metric::ALL {
                 port += 1;
-                let sample = measure(&lab, &e, metric, options, port)
+                let sample = measure(&paths.lab, &e, metric, options, port)
                     .with_context(|| format!("{} {metric:?} round {round}", path.label()))?;
                 eprintln!("  round {round} {:<22} {metric:?}: {:.2} {}", path.label(), sample.value, metric.unit());
                 samples
@@ -337,13 +188,13 @@ pub fn run(options: &Options) -> anyhow::Result<Results> {
                     .2
                     .push(sample);
             }
-            let at = programs(path);
+            let at = paths.programs(path);
             if !at.is_empty() {
                 // A load of its own: the statistics cost each run two clock reads, which
                 // the figures above must not pay.
                 port += 1;
                 let (_, measured) =
-                    program_cost::measure(&at, || measure(&lab, &e, Metric::SmallPacketRate, options, port))
+                    program_cost::measure(&at, || measure(&paths.lab, &e, Metric::SmallPacketRate, options, port))
                         .with_context(|| format!("{} program cost round {round}", path.label()))?;
                 for cost in &measured {
                     eprintln!(
@@ -355,10 +206,9 @@ pub fn run(options: &Options) -> anyhow::Result<Results> {
                 }
                 costs.push((path, round, measured));
             }
-            lab.stop_children();
+            paths.lab.stop_children();
         }
     }
-    set_underlay_program(&mut dps, &mut objects, &h1.interface, PathKind::Ebpf)?;
 
     let median_of = |path: PathKind, metric: Metric| {
         samples
@@ -384,13 +234,14 @@ pub fn run(options: &Options) -> anyhow::Result<Results> {
                 ratio_to_veth_bound: med / median_of(PathKind::VethBound, *metric),
                 p99_us: extra(|s| s.p99_us),
                 transactions_per_second: extra(|s| s.transactions_per_second),
+                tick_stops_per_transaction: extra(|s| s.tick_stops),
                 runs: values,
             }
         })
         .collect();
     let mut program_costs: Vec<ProgramCostRecord> = Vec::new();
     for path in PathKind::ALL {
-        for (index, at) in programs(path).iter().enumerate() {
+        for (index, at) in paths.programs(path).iter().enumerate() {
             let of_path: Vec<&Cost> =
                 costs.iter().filter(|(p, _, _)| *p == path).filter_map(|(_, _, c)| c.get(index)).collect();
             let ns: Vec<f64> = of_path.iter().map(|c| c.ns_per_run).collect();
@@ -407,27 +258,6 @@ pub fn run(options: &Options) -> anyhow::Result<Results> {
     Ok(Results { records, program_costs })
 }
 
-/// Leaves on the hosts' underlay interface (`interface`, the same on every host) only the
-/// program `path` needs, if any.
-fn set_underlay_program(
-    dps: &mut [HostDatapath],
-    objects: &mut [BenchEbpf],
-    interface: &str,
-    path: PathKind,
-) -> anyhow::Result<()> {
-    veth_bound::attach_underlay(objects, interface, false)?;
-    for dp in dps.iter_mut() {
-        let datapath = &mut dp.datapath;
-        overlay::netns::run_in(&dp.ns, || {
-            if path == PathKind::Ebpf { datapath.attach_underlay() } else { datapath.detach_underlay() }
-        })??;
-    }
-    if path == PathKind::VethBound {
-        veth_bound::attach_underlay(objects, interface, true)?;
-    }
-    Ok(())
-}
-
 /// iperf3's client and server on different CPUs (`-A client,server`), when there are
 /// two: left to the scheduler, they share a CPU in some runs and not in others, which
 /// moved single figures by a third on the 2-CPU machine this was written on.
@@ -440,14 +270,26 @@ fn cpu_pinning() -> &'static [&'static str] {
 
 /// Measures one figure of one path.
 pub fn measure(lab: &Lab, e: &Ends, metric: Metric, o: &Options, port: u16) -> anyhow::Result<Sample> {
-    let rr = |protocol| -> anyhow::Result<Sample> {
+    let rr = |protocol, keep_tick: bool| -> anyhow::Result<Sample> {
         let duration = Duration::from_secs(u64::from(o.rr_seconds));
+        let _kept = if keep_tick {
+            let Some(kept) = idle::KeptTick::hold()? else {
+                eprintln!("  (no cpuidle governor that keeps the tick here: the tick-kept figures are left out)");
+                return Ok(Sample::plain(f64::NAN));
+            };
+            Some(kept)
+        } else {
+            None
+        };
+        let before = idle::TickStops::read();
         let report = rr::run(protocol, &e.client_ns, &e.server_ns, e.server_ip, port, duration)?;
+        let after = idle::TickStops::read();
         anyhow::ensure!(report.transactions > 0, "no {protocol:?} transaction completed");
         Ok(Sample {
             value: report.mean_us,
             p99_us: Some(report.p99_us),
             transactions_per_second: Some(report.transactions_per_second),
+            tick_stops: before.zip(after).and_then(|(b, a)| b.per_transaction(a, report.transactions)),
         })
     };
     match metric {
@@ -463,8 +305,10 @@ pub fn measure(lab: &Lab, e: &Ends, metric: Metric, o: &Options, port: u16) -> a
             let report = traffic::iperf3(lab, &e.server_ns, e.server_ip, &e.client_ns, port, &args)?;
             Ok(Sample::plain(traffic::udp_packets_per_second(&report)? / 1e3))
         }
-        Metric::UdpRr => rr(Protocol::Udp),
-        Metric::TcpRr => rr(Protocol::Tcp),
+        Metric::UdpRr => rr(Protocol::Udp, false),
+        Metric::TcpRr => rr(Protocol::Tcp, false),
+        Metric::UdpRrTickKept => rr(Protocol::Udp, true),
+        Metric::TcpRrTickKept => rr(Protocol::Tcp, true),
         Metric::Ping => {
             let result = traffic::ping(&e.client_ns, e.server_ip, o.pings, "0.01")?;
             let rtt = result.avg_rtt_ms.context("no ping reply")?;
@@ -498,8 +342,10 @@ pub fn table(records: &[Record]) -> String {
     out
 }
 
+/// The record of `path` and `metric`, if it was measured (a figure this machine could
+/// not take has no finite median).
 fn find(records: &[Record], path: PathKind, metric: Metric) -> Option<&Record> {
-    records.iter().find(|r| r.path == path && r.metric == metric)
+    records.iter().find(|r| r.path == path && r.metric == metric && r.median.is_finite())
 }
 
 fn figure(metric: Metric, value: f64) -> String {
@@ -507,7 +353,7 @@ fn figure(metric: Metric, value: f64) -> String {
         Metric::TcpThroughput => format!("{value:.2} Gbit/s"),
         Metric::SmallPacketRate => format!("{value:.0} kpps"),
         Metric::Ping => format!("{value:.0} µs"),
-        Metric::UdpRr | Metric::TcpRr => format!("{value:.1} µs"),
+        Metric::UdpRr | Metric::TcpRr | Metric::UdpRrTickKept | Metric::TcpRrTickKept => format!("{value:.1} µs"),
     }
 }
 
@@ -550,14 +396,24 @@ pub fn markdown(results: &Results) -> String {
         let _ = writeln!(out, "| {} | {} | {vs_best} |", metric.label(), cells.join(" | "));
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "| request/response: transactions/s, p99 | {} |", headings.join(" | "));
+    let _ = writeln!(
+        out,
+        "| request/response: transactions/s, p99, tick stops per transaction | {} |",
+        headings.join(" | ")
+    );
     let _ = writeln!(out, "|---|{}", "---|".repeat(headings.len()));
-    for metric in [Metric::UdpRr, Metric::TcpRr] {
+    for metric in Metric::RR {
         let cells: Vec<String> = PathKind::ALL
             .iter()
             .map(|p| match find(records, *p, metric) {
-                Some(Record { transactions_per_second: Some(tps), p99_us: Some(p99), .. }) => {
-                    format!("{tps:.0}/s, p99 {p99:.1} µs")
+                Some(Record {
+                    transactions_per_second: Some(tps),
+                    p99_us: Some(p99),
+                    tick_stops_per_transaction,
+                    ..
+                }) => {
+                    let stops = tick_stops_per_transaction.map_or("–".into(), |t| format!("{t:.2}"));
+                    format!("{tps:.0}/s, p99 {p99:.1} µs, {stops}")
                 }
                 _ => "–".into(),
             })
@@ -584,7 +440,8 @@ pub fn markdown(results: &Results) -> String {
 
 /// A grouped bar chart of the ratios to the underlay, as SVG.
 pub fn svg_chart(records: &[Record], title: &str) -> String {
-    let (width, height) = (1000.0, 380.0);
+    // Wide enough for each group's label.
+    let (width, height) = (80.0 + 180.0 * Metric::ALL.len() as f64, 380.0);
     let (left, bottom, top) = (60.0, 300.0, 50.0);
     let max_ratio = records.iter().map(|r| r.ratio_to_underlay).filter(|r| r.is_finite()).fold(1.2_f64, f64::max);
     let scale = (bottom - top) / max_ratio;

@@ -62,6 +62,9 @@ impl Stopwatch {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // A run killed while it kept the tick (for the request/response figures that need
+    // it) left the machine's cpuidle governor switched.
+    overlay_bench::idle::restore_after_crash()?;
     let mut stopwatch = Stopwatch(std::time::Instant::now());
     if args.dns_only {
         let dns = overlay_bench::dns::run(std::time::Duration::from_secs(5))?;
