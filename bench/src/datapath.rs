@@ -9,9 +9,10 @@
 //!   (`flannel_peer`) and Cilium's tunnel mode (`tunnel_peer`);
 //! - this datapath.
 //!
-//! Each path is measured for single-stream TCP, the 64-byte UDP rate, UDP and TCP
-//! request/response (`rr`) and ping; the eBPF paths also for each program's run time
-//! per packet under the 64-byte load (`program_cost`).
+//! `paths` builds them. Each path is measured for single-stream TCP, the 64-byte UDP
+//! rate, UDP and TCP request/response (`rr`), the same with idle CPUs keeping their tick
+//! (`idle`), and ping; the eBPF paths also for each program's run time per packet under
+//! the 64-byte load (`program_cost`).
 
 use std::{fmt::Write as _, path::Path, time::Duration};
 

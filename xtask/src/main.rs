@@ -35,7 +35,8 @@ enum Task {
         #[arg(long, default_value = "etcd", value_parser = ["etcd", "zk"])]
         store: String,
     },
-    /// Benchmark this datapath against the kernel VXLAN+bridge path and the raw underlay.
+    /// Benchmark this datapath against the raw underlay, the bound and the kernel VXLAN,
+    /// Flannel-style and Cilium-style paths.
     Bench {
         /// Fewer and shorter runs (finishes in under five minutes).
         #[arg(long)]
