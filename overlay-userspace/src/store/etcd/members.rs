@@ -115,8 +115,7 @@ impl Members {
         let timed_out = || StoreError::Timeout { endpoints: self.endpoints.clone(), operation, timeout };
         loop {
             let first = self.preferred.load(Ordering::Relaxed) % count;
-            let mut last_error = None;
-            let mut leaderless = false;
+            let mut refusals = Refusals::default();
             for step in 0..count {
                 let index = (first + step) % count;
                 let member = &self.members[index];
@@ -153,7 +152,6 @@ impl Members {
                 };
                 match classify(&error) {
                     Failure::NotSent => {
-                        leaderless |= says_no_leader(&error);
                         tracing::debug!("etcd member {} did not take {operation}: {error}", member.url);
                     }
                     Failure::Interrupted if repeat == Repeat::Safe => {
@@ -165,12 +163,13 @@ impl Members {
                     }
                     Failure::Final => return Err(super::request_error(operation, error)),
                 }
-                last_error = Some(error);
+                refusals.note(error);
             }
             // No member took it. An election ends within a second or two: ask again while
             // the request has time. Members that are all down fail the request at once,
             // and the caller's backoff takes over.
-            let error = last_error.map(|e| super::request_error(operation, e)).unwrap_or_else(timed_out);
+            let leaderless = refusals.leaderless();
+            let error = refusals.into_error().map(|e| super::request_error(operation, e)).unwrap_or_else(timed_out);
             if !leaderless || Instant::now() + ELECTION_PAUSE >= deadline {
                 return Err(error);
             }
@@ -188,6 +187,33 @@ impl Members {
             return Err(StoreError::Auth { user: credentials.user.clone(), message: status.message().to_owned() });
         }
         Ok(())
+    }
+}
+
+/// Why the members of one pass did not take a request.
+#[derive(Default)]
+struct Refusals {
+    /// A live member's "no leader": what the user needs to hear, whatever the dead
+    /// members said after it.
+    no_leader: Option<etcd_client::Error>,
+    last: Option<etcd_client::Error>,
+}
+
+impl Refusals {
+    fn note(&mut self, error: etcd_client::Error) {
+        if says_no_leader(&error) {
+            self.no_leader = Some(error);
+        } else {
+            self.last = Some(error);
+        }
+    }
+
+    fn leaderless(&self) -> bool {
+        self.no_leader.is_some()
+    }
+
+    fn into_error(self) -> Option<etcd_client::Error> {
+        self.no_leader.or(self.last)
     }
 }
 
@@ -269,5 +295,26 @@ mod tests {
         let denied = etcd_client::Error::GRpcStatus(tonic::Status::permission_denied("etcdserver: permission denied"));
         assert_eq!(classify(&denied), Failure::Final);
         assert_eq!(classify(&etcd_client::Error::LeaseKeepAliveError("lease not found".into())), Failure::Final);
+    }
+
+    #[test]
+    fn a_pass_without_a_leader_says_so_even_if_a_dead_member_answered_last() {
+        let no_leader = || etcd_client::Error::GRpcStatus(tonic::Status::unavailable("etcdserver: no leader"));
+        let dead = || {
+            etcd_client::Error::GRpcStatus(tonic::Status::from_error(Box::new(std::io::Error::from(
+                std::io::ErrorKind::ConnectionRefused,
+            ))))
+        };
+        let mut refusals = Refusals::default();
+        refusals.note(no_leader());
+        refusals.note(dead());
+        assert!(refusals.leaderless());
+        assert!(refusals.into_error().is_some_and(|e| says_no_leader(&e)));
+
+        let mut refusals = Refusals::default();
+        refusals.note(dead());
+        assert!(!refusals.leaderless());
+        assert!(refusals.into_error().is_some_and(|e| !says_no_leader(&e)));
+        assert!(Refusals::default().into_error().is_none());
     }
 }
