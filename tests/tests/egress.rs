@@ -4,7 +4,7 @@
 //! container but its published ports is reachable from outside (not even for an
 //! underlay peer that routes the overlay subnet at its host), overlay traffic never
 //! takes egress, and the agent's rules go with the container, the network and on
-//! `--cleanup`.
+//! `--cleanup` (its routes to containers too, and only those).
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
@@ -274,6 +274,18 @@ fn containers_reach_the_outside_masqueraded() -> anyhow::Result<()> {
     result?;
 
     let h = lab.host("agt01");
+    // A Docker container's veth outlives the agent (dockerd owns it), and with it the
+    // agent's /32 route to the container: made here as the agent makes it (proto 0x4f),
+    // beside a route of the host's own on the same veth, which must stay.
+    for args in [
+        &["link", "add", "dock0", "type", "veth", "peer", "name", "dock1"][..],
+        &["link", "set", "dock0", "up"],
+        &["link", "set", "dock1", "up"],
+        &["route", "add", "10.77.9.9/32", "dev", "dock0", "scope", "link", "proto", "0x4f"],
+        &["route", "add", "10.77.9.10/32", "dev", "dock0", "scope", "link", "proto", "static"],
+    ] {
+        cmd::run_in(&h.ns, &[&["ip"][..], args].concat())?;
+    }
     let prefix = cluster::container_netns_prefix(&lab, h);
     let (ip, pin_dir) = (h.ip.to_string(), h.pin_dir.to_string_lossy().into_owned());
     let out = cluster::overlay(
@@ -281,7 +293,12 @@ fn containers_reach_the_outside_masqueraded() -> anyhow::Result<()> {
         &["agent", "--cleanup", "--advertise", &ip, "--pin-dir", &pin_dir, "--netns-prefix", &prefix],
     )?;
     anyhow::ensure!(out.status.success(), "cleanup: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("removed the nftables table ip overlay"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("removed the nftables table ip overlay"), "{stdout}");
     assert_eq!(table(&lab, "agt01")?, "", "the table is still there after --cleanup");
+    assert!(stdout.contains("removed the route to container 10.77.9.9"), "{stdout}");
+    let routes = cmd::run_in(&h.ns, &["ip", "route", "show", "dev", "dock0"])?;
+    assert!(!routes.contains("10.77.9.9 "), "the agent's route is still there: {routes}");
+    assert!(routes.contains("10.77.9.10 "), "the host's own route went too: {routes}");
     Ok(())
 }

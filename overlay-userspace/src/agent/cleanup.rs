@@ -1,8 +1,9 @@
 //! `overlay agent --cleanup`: takes this host's overlay apart (uninstall, or recovery
 //! after a crash): the containers' namespaces with their processes, their resolv.conf
 //! files, the pinned datapath (programs detach, maps are freed), the bridge that
-//! lends container veths their headroom (`datapath::headroom`), and the agent's
-//! nftables table and egress device (egress and published ports). The cluster store
+//! lends container veths their headroom (`datapath::headroom`), the agent's nftables
+//! table and egress device (egress and published ports), and its /32 routes to
+//! containers whose veth is still there (Docker's: dockerd owns them). The cluster store
 //! is not touched: the node's records expire with its lease. Forwarding, which the
 //! agent turned on for the underlay interface, stays on: other software of the host
 //! may rely on it by then.
@@ -17,6 +18,8 @@ pub struct CleanupReport {
     pub pins_removed: bool,
     pub egress_table_removed: bool,
     pub egress_device_removed: bool,
+    /// Destinations of the routes to containers that were removed.
+    pub container_routes: Vec<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +34,8 @@ pub enum CleanupError {
     Egress(#[from] egress::EgressError),
     #[error("starting a runtime for nft: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Netlink(#[from] crate::netlink::NetlinkError),
 }
 
 pub fn cleanup(pin_dir: &Path, netns_prefix: &str) -> Result<CleanupReport, CleanupError> {
@@ -59,9 +64,8 @@ pub fn cleanup(pin_dir: &Path, netns_prefix: &str) -> Result<CleanupReport, Clea
     // stack, so none leaves unmasqueraded.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(CleanupError::Runtime)?;
     report.egress_table_removed = runtime.block_on(egress::remove_table())?;
-    report.egress_device_removed = runtime.block_on(async {
-        let host = crate::netlink::Netlink::connect().map_err(egress::EgressError::from)?;
-        egress::host::remove_device(&host).await
-    })?;
+    let host = runtime.block_on(async { crate::netlink::Netlink::connect() })?;
+    report.egress_device_removed = runtime.block_on(egress::host::remove_device(&host))?;
+    report.container_routes = runtime.block_on(host.remove_container_routes())?;
     Ok(report)
 }

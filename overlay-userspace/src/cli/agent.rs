@@ -82,7 +82,8 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = overlay::engine::DEFAULT_ENGINE_PORT)]
     pub docker_engine_port: u16,
     /// Remove what the agent made on this host (container namespaces, pinned datapath,
-    /// its nftables table) and exit, instead of running.
+    /// its nftables table, egress device and routes to containers) and exit, instead of
+    /// running.
     #[arg(long)]
     pub cleanup: bool,
 }
@@ -101,6 +102,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
         if report.egress_device_removed {
             println!("removed the egress device {}", overlay::egress::host::DEVICE);
+        }
+        for ip in &report.container_routes {
+            println!("removed the route to container {ip}");
         }
         return Ok(());
     }

@@ -2,9 +2,10 @@
 
 use std::net::Ipv4Addr;
 
+use futures_util::TryStreamExt;
 use rtnetlink::{
     RouteMessageBuilder,
-    packet_route::route::{RouteProtocol, RouteScope},
+    packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol, RouteScope},
 };
 
 use super::{Netlink, NetlinkError, request_err};
@@ -45,5 +46,36 @@ impl Netlink {
             .execute()
             .await
             .map_err(request_err(format!("adding the route to {ip} via {interface}")))
+    }
+
+    /// Deletes every route the agent made to a container ([`CONTAINER_ROUTE_PROTOCOL`]),
+    /// and returns their destinations. A route usually goes with its veth; these are the
+    /// ones whose veth outlived the agent (a Docker container's, which dockerd owns).
+    pub async fn remove_container_routes(&self) -> Result<Vec<Ipv4Addr>, NetlinkError> {
+        let mut ours = Vec::new();
+        let mut stream = self.handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+        while let Some(message) = stream.try_next().await.map_err(request_err("listing the routes"))? {
+            if u8::from(message.header.protocol) == CONTAINER_ROUTE_PROTOCOL {
+                ours.push(message);
+            }
+        }
+        let mut removed = Vec::new();
+        for message in ours {
+            let destination = message
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                    _ => None,
+                })
+                .unwrap_or(Ipv4Addr::UNSPECIFIED);
+            match self.handle.route().del(message).execute().await {
+                Ok(()) => removed.push(destination),
+                // Gone meanwhile, with its veth.
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ESRCH => {}
+                Err(error) => return Err(request_err(format!("removing the route to {destination}"))(error)),
+            }
+        }
+        Ok(removed)
     }
 }
