@@ -81,7 +81,12 @@ pub enum DriverError {
     NoAddress { plugin: String },
     #[error("endpoint ID {0:?} is not hexadecimal")]
     EndpointId(String),
-    #[error("unknown endpoint {0}")]
+    /// dockerd asks to join an endpoint the plugin has no record of: one whose creation
+    /// an agent restart cut short, for instance (`docker run` then fails with this).
+    #[error(
+        "unknown endpoint {0}: this host's overlay agent has no record of it (was the agent restarted while the \
+         container started?); start the container again"
+    )]
     UnknownEndpoint(String),
     #[error("network {0} is not an overlay network of this host's Docker")]
     UnknownNetwork(String),
