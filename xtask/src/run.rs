@@ -121,8 +121,11 @@ pub fn remove_stale_labs() -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(Path::new("/run/overlay/bpffs").join(name));
         eprintln!("xtask: removed stale namespace {name}");
     }
-    // Container resolv.conf files (/etc/netns/NS/) that killed agents left behind.
-    if let Ok(dirs) = std::fs::read_dir("/etc/netns") {
+    // Container resolv.conf files (/etc/netns/NS/) that killed agents left behind, and
+    // pin directories of labs whose namespaces are gone (an agent killed during the
+    // lab's teardown can make its directories again after the lab removed them).
+    for parent in ["/etc/netns", "/run/overlay/bpffs"] {
+        let Ok(dirs) = std::fs::read_dir(parent) else { continue };
         for dir in dirs.flatten() {
             let name = dir.file_name().to_string_lossy().into_owned();
             if name.starts_with("ovt-") && !lab_owner_alive(&name) {
