@@ -513,7 +513,7 @@ impl<S: Store + Transact> ContainerTask<S> {
     async fn store_lost_data(&self, acted: &mut u64) -> bool {
         let Some(epoch) = &self.epoch else { return false };
         match epoch.check(&self.store).await {
-            Ok(standing) => std::mem::replace(acted, standing.restores) < standing.restores,
+            Ok(standing) => standing.unacted(acted),
             Err(error) => {
                 tracing::debug!("cannot tell whether the store lost its data ({error}); taking its word");
                 false

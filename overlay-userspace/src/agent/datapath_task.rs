@@ -135,7 +135,7 @@ pub async fn run<S: Store + Transact>(
             // (a watch that resumed on the new store's history hears no deletion).
             let standing = if signal { epoch.check(&store).await } else { Ok(epoch.standing().await) };
             let lost = match standing {
-                Ok(standing) => std::mem::replace(&mut restores_acted, standing.restores) < standing.restores,
+                Ok(standing) => standing.unacted(&mut restores_acted),
                 // Unknown: hold, as after a loss; removals only wait.
                 Err(error) => {
                     tracing::warn!("cannot tell whether the store lost its data ({error}); holding removals");

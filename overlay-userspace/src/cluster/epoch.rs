@@ -57,6 +57,12 @@ impl Standing {
     pub fn holding(&self) -> bool {
         self.restored_at.is_some_and(|at| at.elapsed() < RESTORE_HOLD)
     }
+
+    /// Whether a restore was noticed since a task last acted on one (`acted`: the
+    /// restores it has acted on, brought up to date here).
+    pub fn unacted(&self, acted: &mut u64) -> bool {
+        std::mem::replace(acted, self.restores) < self.restores
+    }
 }
 
 #[derive(Default)]
@@ -115,5 +121,19 @@ impl Epoch {
     /// The restores noticed so far, without asking the store.
     pub async fn standing(&self) -> Standing {
         self.state.lock().await.standing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_is_acted_on_once() {
+        let standing = Standing { restores: 2, restored_at: None };
+        let mut acted = 1;
+        assert!(standing.unacted(&mut acted));
+        assert_eq!(acted, 2);
+        assert!(!standing.unacted(&mut acted));
     }
 }
