@@ -124,11 +124,6 @@ fn set_governor(name: &str) -> anyhow::Result<()> {
     fs::write(GOVERNOR, name).with_context(|| format!("setting the cpuidle governor to {name} in {GOVERNOR}"))
 }
 
-/// The governor in use, for the record.
-pub fn governor() -> Option<String> {
-    fs::read_to_string(GOVERNOR).ok().map(|g| g.trim().to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
