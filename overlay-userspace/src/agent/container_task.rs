@@ -90,6 +90,10 @@ pub struct ContainerTask<S: Store + Transact> {
     /// The cluster's epoch: records that vanish because the store lost its data are
     /// published again instead of removed here. `None`: every removal is taken as meant.
     pub epoch: Option<Arc<Epoch>>,
+    /// Statuses the store did not take (it was electing a leader, say), by container:
+    /// written again until it does, or `overlay run` would wait for them in vain.
+    /// Starts empty.
+    pub(super) unpublished: BTreeMap<String, ContainerStatus>,
 }
 
 /// A stable 64-hex-digit endpoint ID for a container on a network; its first 12 digits
@@ -111,6 +115,7 @@ impl<S: Store + Transact> ContainerTask<S> {
         let mut updates = watch_prefix(self.store.clone(), record::CONTAINERS.to_owned(), shutdown.clone());
         let mut resync = tokio::time::interval(Duration::from_secs(5));
         let mut retry_tick = tokio::time::interval(RETRY_FIRST);
+        let mut status_tick = tokio::time::interval(STATUS_RETRY);
         // Whether a listing of the containers came yet.
         let mut listed = false;
         // The store's losses this task has acted on, and whether a restore is unfinished.
@@ -147,6 +152,7 @@ impl<S: Store + Transact> ContainerTask<S> {
                                 }
                             }
                             retries.due.retain(|name, _| wanted.contains_key(name));
+                            self.unpublished.retain(|name, _| wanted.contains_key(name));
                         }
                         for (name, record) in &wanted {
                             if !running.contains_key(name) {
@@ -180,7 +186,10 @@ impl<S: Store + Transact> ContainerTask<S> {
                                     self.remove(r).await;
                                 }
                             }
-                            (false, false) => retries.cancel(&record.name),
+                            (false, false) => {
+                                retries.cancel(&record.name);
+                                self.unpublished.remove(&record.name);
+                            }
                             (true, true) => {}
                         }
                     }
@@ -198,6 +207,7 @@ impl<S: Store + Transact> ContainerTask<S> {
                                 }
                             }
                             retries.cancel(name);
+                            self.unpublished.remove(name);
                             if let Some(r) = running.remove(name) {
                                 self.remove(r).await;
                             }
@@ -210,6 +220,7 @@ impl<S: Store + Transact> ContainerTask<S> {
                         self.start_or_retry(record, &mut running, &mut retries).await;
                     }
                 }
+                _ = status_tick.tick(), if !self.unpublished.is_empty() => self.publish_unpublished().await,
                 _ = resync.tick() => {
                     // A loss no watch reported (one that resumed on the new store's
                     // history hears no deletion) is found here within a tick.
@@ -475,7 +486,9 @@ impl<S: Store + Transact> ContainerTask<S> {
         Ok(())
     }
 
-    async fn write_status(&self, status: &ContainerStatus) {
+    /// Publishes `status`; one the store did not take is kept in
+    /// [`ContainerTask::unpublished`] and written again on the next status tick.
+    async fn write_status(&mut self, status: &ContainerStatus) {
         let value = match serde_json::to_vec(status) {
             Ok(value) => value,
             Err(e) => {
@@ -483,8 +496,27 @@ impl<S: Store + Transact> ContainerTask<S> {
                 return;
             }
         };
-        if let Err(e) = self.store.put(&record::status_key(&status.name), value, Some(self.lease())).await {
-            tracing::warn!("publishing the status of {}: {e}", status.name);
+        match self.store.put(&record::status_key(&status.name), value, Some(self.lease())).await {
+            Ok(_) => {
+                self.unpublished.remove(&status.name);
+            }
+            Err(e) => {
+                tracing::warn!("publishing the status of {}: {e}; trying again", status.name);
+                self.unpublished.insert(status.name.clone(), status.clone());
+            }
+        }
+    }
+
+    /// Writes the statuses the store refused before, oldest name first; stops at the
+    /// first refusal, as a store that is down would keep each one waiting its timeout.
+    async fn publish_unpublished(&mut self) {
+        let pending: Vec<ContainerStatus> = self.unpublished.values().cloned().collect();
+        for status in pending {
+            self.write_status(&status).await;
+            if self.unpublished.contains_key(&status.name) {
+                return;
+            }
+            tracing::info!("container {}: its status is published", status.name);
         }
     }
 
@@ -492,7 +524,7 @@ impl<S: Store + Transact> ContainerTask<S> {
     /// the endpoints, their addresses (held by IPAM endpoints of the same ID, in networks
     /// put back if the store lost them) and the container's status. `false`: the store
     /// did not answer (the next tick tries again).
-    async fn republish(&self, running: &BTreeMap<String, Running>) -> bool {
+    async fn republish(&mut self, running: &BTreeMap<String, Running>) -> bool {
         let lease = self.lease();
         for r in running.values() {
             for j in &r.joined {
@@ -525,7 +557,7 @@ impl<S: Store + Transact> ContainerTask<S> {
     /// (as it was placed), then its networks, addresses, endpoints and status
     /// ([`ContainerTask::republish`]). Nothing is taken down. `false`: not all of it went
     /// through (the next tick tries again).
-    async fn restore(&self, running: &BTreeMap<String, Running>) -> bool {
+    async fn restore(&mut self, running: &BTreeMap<String, Running>) -> bool {
         let mut complete = true;
         for r in running.values() {
             let value = match serde_json::to_vec(&r.record) {
@@ -566,6 +598,7 @@ impl<S: Store + Transact> ContainerTask<S> {
 
     async fn remove(&mut self, running: Running) {
         let name = running.record.name.clone();
+        self.unpublished.remove(&name);
         let netns_path = netns::path(&self.config.netns_name(&name));
         if let Some(resolver) = running.resolver {
             resolver.stop().await;
@@ -795,6 +828,8 @@ impl Retries {
 
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How soon a status the store refused is written again: `overlay run` is waiting.
+const STATUS_RETRY: Duration = Duration::from_millis(500);
 
 fn parse(key: &str, value: &[u8]) -> Option<ContainerRecord> {
     match serde_json::from_slice::<ContainerRecord>(value) {

@@ -279,6 +279,7 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
         dns: Some(container_task::DnsWiring { view: names.clone(), upstreams: upstreams.clone() }),
         egress: Some(egress.clone()),
         epoch: Some(epoch.clone()),
+        unpublished: Default::default(),
     };
     tasks.spawn({
         let shutdown = tasks_shutdown.clone();
