@@ -4,6 +4,8 @@
 //! - the raw underlay (host to host), and the bound: containers behind a veth carried by
 //!   one TC redirect each way with no overlay (`veth_bound`), this datapath minus the
 //!   encapsulation;
+//! - the floor: the bound plus bare VXLAN (`encap_floor`), the least an eBPF VXLAN
+//!   datapath does;
 //! - the overlays a container user picks instead, built from the kernel primitives
 //!   their projects use: Docker's (kernel VXLAN + bridge), Flannel's vxlan backend
 //!   (`flannel_peer`) and Cilium's tunnel mode (`tunnel_peer`);
@@ -377,8 +379,8 @@ pub fn markdown(results: &Results) -> String {
     let _ = writeln!(out);
     let ratio_paths: Vec<PathKind> = PathKind::ALL.iter().copied().filter(|p| *p != PathKind::VethBound).collect();
     let ratio_headings: Vec<&str> = ratio_paths.iter().map(|p| p.heading()).collect();
-    let _ = writeln!(out, "| ratio to the bound | {} | this / best peer |", ratio_headings.join(" | "));
-    let _ = writeln!(out, "|---|{}---|", "---|".repeat(ratio_headings.len()));
+    let _ = writeln!(out, "| ratio to the bound | {} | this / best peer | this / floor |", ratio_headings.join(" | "));
+    let _ = writeln!(out, "|---|{}---|---|", "---|".repeat(ratio_headings.len()));
     for metric in Metric::ALL {
         let cells: Vec<String> = ratio_paths
             .iter()
@@ -394,7 +396,11 @@ pub fn markdown(results: &Results) -> String {
             (Some(ours), Some(best)) => format!("{:.2}", ours / best),
             _ => "–".into(),
         };
-        let _ = writeln!(out, "| {} | {} | {vs_best} |", metric.label(), cells.join(" | "));
+        let vs_floor = match (ours, find(records, PathKind::EncapFloor, metric)) {
+            (Some(ours), Some(floor)) => format!("{:.2}", ours / floor.median),
+            _ => "–".into(),
+        };
+        let _ = writeln!(out, "| {} | {} | {vs_best} | {vs_floor} |", metric.label(), cells.join(" | "));
     }
     let _ = writeln!(out);
     let _ = writeln!(
@@ -446,7 +452,7 @@ pub fn svg_chart(records: &[Record], title: &str) -> String {
     let (left, bottom, top) = (60.0, 300.0, 50.0);
     let max_ratio = records.iter().map(|r| r.ratio_to_underlay).filter(|r| r.is_finite()).fold(1.2_f64, f64::max);
     let scale = (bottom - top) / max_ratio;
-    let colors = ["#7f7f7f", "#bcbd22", "#d62728", "#ff7f0e", "#9467bd", "#1f77b4"];
+    let colors = ["#7f7f7f", "#bcbd22", "#17becf", "#d62728", "#ff7f0e", "#9467bd", "#1f77b4"];
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\

@@ -19,7 +19,7 @@ use aya::{
     },
 };
 use overlay::netns;
-use overlay_bench_common::{BoundHop, TunnelConfig, TunnelEndpoint, map_names, program_names};
+use overlay_bench_common::{BoundHop, FloorHop, TunnelConfig, TunnelEndpoint, map_names, program_names};
 use overlay_common::ipv4_key;
 
 /// The object file built from bench/ebpf by this crate's build script.
@@ -35,6 +35,24 @@ pub struct BoundHopSpec {
     pub to_peer: bool,
     pub dmac: [u8; 6],
     pub smac: [u8; 6],
+}
+
+/// Where the floor's programs send packets for one container address.
+#[derive(Clone, Debug)]
+pub enum FloorHopSpec {
+    /// On this host, behind the host-side veth `interface` (MAC `host_mac`).
+    Local { ip: Ipv4Addr, interface: String, mac: [u8; 6], host_mac: [u8; 6] },
+    /// Behind `remote_vtep`, reached out of `interface` from `smac` to `dmac`.
+    Remote {
+        ip: Ipv4Addr,
+        mac: [u8; 6],
+        vni: u32,
+        local_vtep: Ipv4Addr,
+        remote_vtep: Ipv4Addr,
+        interface: String,
+        smac: [u8; 6],
+        dmac: [u8; 6],
+    },
 }
 
 /// Where a container of the Cilium-style path lives.
@@ -85,6 +103,40 @@ impl BenchEbpf {
     /// Detaches what [`BenchEbpf::attach_bound`] attached to `interface` (no-op when nothing is).
     pub fn detach_bound(&mut self, interface: &str) -> anyhow::Result<()> {
         self.detach_tc(program_names::BOUND_REDIRECT, interface)
+    }
+
+    /// Adds or replaces a hop of the floor (`OVL_FLOOR_HOPS`).
+    pub fn set_floor_hop(&mut self, spec: &FloorHopSpec) -> anyhow::Result<()> {
+        let (ip, hop) = match spec {
+            FloorHopSpec::Local { ip, interface, mac, host_mac } => (
+                *ip,
+                FloorHop {
+                    ifindex: self.ifindex(interface)?,
+                    to_peer: 1,
+                    dmac: *mac,
+                    smac: *host_mac,
+                    ..Default::default()
+                },
+            ),
+            FloorHopSpec::Remote { ip, mac, vni, local_vtep, remote_vtep, interface, smac, dmac } => (
+                *ip,
+                FloorHop {
+                    ifindex: self.ifindex(interface)?,
+                    to_peer: 0,
+                    local_vtep: ipv4_key(local_vtep.octets()),
+                    remote_vtep: ipv4_key(remote_vtep.octets()),
+                    vni: *vni,
+                    dmac: *dmac,
+                    smac: *smac,
+                    inner_dmac: *mac,
+                    _pad: [0; 2],
+                },
+            ),
+        };
+        let map = self.ebpf.map_mut(map_names::FLOOR_HOPS).context("no floor hops map in the bench object")?;
+        let mut hops: HashMap<_, u32, FloorHop> = HashMap::try_from(map)?;
+        hops.insert(ipv4_key(ip.octets()), hop, 0)?;
+        Ok(())
     }
 
     /// The Cilium-style path's host configuration: its collect_md VXLAN device and VNI.

@@ -8,6 +8,7 @@ pub mod agents;
 pub mod datapath;
 pub mod dns;
 pub mod ebpf;
+pub mod encap_floor;
 pub mod experiment;
 pub mod faults;
 pub mod flannel_peer;

@@ -1,5 +1,6 @@
 //! Every path the datapath figures compare, built once on the same two simulated hosts
-//! (`h1`, `h2`): the raw underlay, the bound (`veth_bound`), Docker's kernel
+//! (`h1`, `h2`): the raw underlay, the bound (`veth_bound`), the floor (`encap_floor`),
+//! Docker's kernel
 //! VXLAN+bridge, Flannel's vxlan backend (`flannel_peer`), Cilium's tunnel mode
 //! (`tunnel_peer`) and this datapath. [`Paths::select`] leaves on the underlay only the
 //! program the path being measured needs; [`Paths::ends`] names its client and server.
@@ -11,7 +12,7 @@ use overlay_common::program_names;
 use overlay_tests::{Container, ContainerSpec, Host, Lab, datapath::HostDatapath, kernel_vxlan::KernelVxlan};
 use serde::Serialize;
 
-use crate::{ebpf::BenchEbpf, flannel_peer, program_cost::ProgramAt, tunnel_peer, veth_bound};
+use crate::{ebpf::BenchEbpf, encap_floor, flannel_peer, program_cost::ProgramAt, tunnel_peer, veth_bound};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -21,6 +22,9 @@ pub enum PathKind {
     /// Containers behind a veth, one TC redirect each way, no overlay (`veth_bound`):
     /// the bound for any overlay of veth-attached containers.
     VethBound,
+    /// The bound plus VXLAN and nothing else (`encap_floor`): the least work of an eBPF
+    /// VXLAN overlay, so the most it can reach.
+    EncapFloor,
     /// Docker's overlay driver: bridge + kernel VXLAN, static FDB, proxy ARP.
     KernelVxlan,
     /// Flannel's vxlan backend: bridge, routed subnets, `flannel.1` (`flannel_peer`).
@@ -31,9 +35,10 @@ pub enum PathKind {
 }
 
 impl PathKind {
-    pub const ALL: [PathKind; 6] = [
+    pub const ALL: [PathKind; 7] = [
         PathKind::Underlay,
         PathKind::VethBound,
+        PathKind::EncapFloor,
         PathKind::KernelVxlan,
         PathKind::FlannelStyle,
         PathKind::CiliumStyle,
@@ -46,6 +51,7 @@ impl PathKind {
         match self {
             PathKind::Underlay => "raw underlay",
             PathKind::VethBound => "veth, no overlay",
+            PathKind::EncapFloor => "veth + bare VXLAN",
             PathKind::KernelVxlan => "kernel VXLAN+bridge",
             PathKind::FlannelStyle => "Flannel-style vxlan",
             PathKind::CiliumStyle => "Cilium-style tunnel",
@@ -58,6 +64,7 @@ impl PathKind {
         match self {
             PathKind::Underlay => "raw underlay",
             PathKind::VethBound => "bound: veth, no overlay",
+            PathKind::EncapFloor => "floor: bound + bare VXLAN",
             PathKind::KernelVxlan => "kernel VXLAN+bridge (Docker)",
             PathKind::FlannelStyle => "Flannel-style",
             PathKind::CiliumStyle => "Cilium-style",
@@ -87,6 +94,7 @@ pub struct Paths {
     ebpf: [Container; 2],
     cilium: [Container; 2],
     bound: [Container; 2],
+    floor: [Container; 2],
 }
 
 impl Paths {
@@ -153,6 +161,19 @@ impl Paths {
                 veth_bound::Placement { host: &h2, host_index: 1, container: &b2 },
             ],
         )?;
+
+        // The floor: VXLAN, so the tunnel MTU.
+        const FLOOR_VNI: u32 = 30;
+        let f1 = lab.add_container("h1", &ContainerSpec::new("v1", Ipv4Addr::new(10, 0, 3, 2)))?;
+        let f2 = lab.add_container("h2", &ContainerSpec::new("v2", Ipv4Addr::new(10, 0, 3, 3)))?;
+        encap_floor::connect(
+            &mut objects,
+            FLOOR_VNI,
+            &[
+                encap_floor::Placement { host: &h1, host_index: 0, container: &f1 },
+                encap_floor::Placement { host: &h2, host_index: 1, container: &f2 },
+            ],
+        )?;
         Ok(Paths {
             objects,
             dps,
@@ -164,6 +185,7 @@ impl Paths {
             ebpf: [e1, e2],
             cilium: [c1, c2],
             bound: [b1, b2],
+            floor: [f1, f2],
         })
     }
 
@@ -174,6 +196,7 @@ impl Paths {
                 return Ends { client_ns: self.h1.ns.clone(), server_ns: self.h2.ns.clone(), server_ip: self.h2.ip };
             }
             PathKind::VethBound => (&self.bound[0], &self.bound[1]),
+            PathKind::EncapFloor => (&self.floor[0], &self.floor[1]),
             PathKind::KernelVxlan => (&self.kernel[0], &self.kernel[1]),
             PathKind::FlannelStyle => (&self.flannel[0], &self.flannel[1]),
             PathKind::CiliumStyle => (&self.cilium[0], &self.cilium[1]),
@@ -215,6 +238,10 @@ impl Paths {
                 at(bench_programs::BOUND_REDIRECT, "sender, container veth", &h1.ns, &self.bound[0].host_interface),
                 at(bench_programs::BOUND_REDIRECT, "receiver, underlay eth0", &h2.ns, &h2.interface),
             ],
+            PathKind::EncapFloor => vec![
+                at(bench_programs::FLOOR_ENCAPSULATE, "sender, container veth", &h1.ns, &self.floor[0].host_interface),
+                at(bench_programs::FLOOR_DECAPSULATE, "receiver, underlay eth0", &h2.ns, &h2.interface),
+            ],
             _ => Vec::new(),
         }
     }
@@ -227,6 +254,7 @@ impl Paths {
     pub fn select(&mut self, path: PathKind) -> anyhow::Result<()> {
         let interface = self.h1.interface.clone();
         veth_bound::attach_underlay(&mut self.objects, &interface, false)?;
+        encap_floor::attach_underlay(&mut self.objects, &interface, false)?;
         for dp in self.dps.iter_mut() {
             let datapath = &mut dp.datapath;
             overlay::netns::run_in(&dp.ns, || {
@@ -235,6 +263,9 @@ impl Paths {
         }
         if path == PathKind::VethBound {
             veth_bound::attach_underlay(&mut self.objects, &interface, true)?;
+        }
+        if path == PathKind::EncapFloor {
+            encap_floor::attach_underlay(&mut self.objects, &interface, true)?;
         }
         Ok(())
     }

@@ -28,7 +28,9 @@ use crate::{
 const SPORT_MIN: u32 = 32768;
 const SPORT_MAX: u32 = 60999;
 
-const ADJ_ROOM_FLAGS: u64 = (BPF_F_ADJ_ROOM_FIXED_GSO
+/// The `bpf_skb_adjust_room` flags of an encapsulation (the benchmark's floor path uses
+/// them too, so both make room the same way).
+pub const ADJ_ROOM_FLAGS: u64 = (BPF_F_ADJ_ROOM_FIXED_GSO
     | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4
     | BPF_F_ADJ_ROOM_ENCAP_L4_UDP
     | BPF_F_ADJ_ROOM_ENCAP_L2_ETH) as u64
@@ -37,12 +39,12 @@ const ADJ_ROOM_FLAGS: u64 = (BPF_F_ADJ_ROOM_FIXED_GSO
 /// Everything in front of the inner IPv4 header after encapsulation.
 #[repr(C, packed)]
 #[derive(Clone, Copy)]
-struct Encapsulation {
-    outer_eth: EthHdr,
-    outer_ip: Ipv4Hdr,
-    udp: UdpHdr,
-    vxlan: VxlanHdr,
-    inner_eth: EthHdr,
+pub struct Encapsulation {
+    pub outer_eth: EthHdr,
+    pub outer_ip: Ipv4Hdr,
+    pub udp: UdpHdr,
+    pub vxlan: VxlanHdr,
+    pub inner_eth: EthHdr,
 }
 
 const _: () = assert!(core::mem::size_of::<Encapsulation>() == EthHdr::LEN + ENCAP_OVERHEAD as usize);

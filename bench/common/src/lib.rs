@@ -21,6 +21,12 @@ pub mod program_names {
     /// Cilium-style tunnel mode, TC ingress of the collect_md VXLAN device: the
     /// decapsulated frame delivered with `bpf_redirect_peer`.
     pub const TUNNEL_FROM_OVERLAY: &str = "peer_tunnel_from_overlay";
+    /// The floor, TC ingress of a container's host-side veth: the bound plus VXLAN
+    /// encapsulation and nothing else (see [`super::FloorHop`]).
+    pub const FLOOR_ENCAPSULATE: &str = "bench_floor_encapsulate";
+    /// The floor, TC ingress of the underlay: VXLAN on port 4789 decapsulated and
+    /// delivered with `bpf_redirect_peer`, nothing checked.
+    pub const FLOOR_DECAPSULATE: &str = "bench_floor_decapsulate";
 }
 
 /// Names of the maps only the benchmark's programs use (not pinned).
@@ -28,6 +34,7 @@ pub mod map_names {
     pub const BOUND_HOPS: &str = "OVL_BOUND_HOPS";
     pub const TUNNEL_CONFIG: &str = "PEER_TUNNEL_CFG";
     pub const TUNNEL_ENDPOINTS: &str = "PEER_TUNNEL_EPS";
+    pub const FLOOR_HOPS: &str = "OVL_FLOOR_HOPS";
 }
 
 /// `OVL_BOUND_HOPS[ip]`: where the bound's program sends a packet for container address
@@ -41,6 +48,28 @@ pub struct BoundHop {
     pub to_peer: u32,
     pub dmac: [u8; 6],
     pub smac: [u8; 6],
+}
+
+/// `OVL_FLOOR_HOPS[ip]`: where the floor's programs send a packet for container address
+/// `ip`. `to_peer` 1: the container is on this host; the decapsulated frame is
+/// readdressed to `dmac` from `smac` and goes into the namespace of `ifindex`'s veth
+/// peer. `to_peer` 0: it is behind the VTEP `remote_vtep`; the frame is encapsulated in
+/// VXLAN `vni` from `local_vtep`, inner destination MAC `inner_dmac`, outer Ethernet
+/// `smac` to `dmac`, and redirected out of `ifindex`. One lookup each way, as the
+/// bound's, and everything the headers need in it, so the floor does only what every
+/// VXLAN datapath in eBPF must: make room, write the headers, redirect.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FloorHop {
+    pub ifindex: u32,
+    pub to_peer: u32,
+    pub local_vtep: u32,
+    pub remote_vtep: u32,
+    pub vni: u32,
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+    pub inner_dmac: [u8; 6],
+    pub _pad: [u8; 2],
 }
 
 /// `PEER_TUNNEL_CFG[0]`: the Cilium-style path's host configuration.
@@ -67,6 +96,7 @@ pub struct TunnelEndpoint {
 
 const _: () = {
     assert!(size_of::<BoundHop>() == 20);
+    assert!(size_of::<FloorHop>() == 40);
     assert!(size_of::<TunnelConfig>() == 8);
     assert!(size_of::<TunnelEndpoint>() == 20);
 };
@@ -77,6 +107,7 @@ mod pod {
     // SAFETY: #[repr(C)], Copy, made only of integers and byte arrays with no padding:
     // any bit pattern is valid.
     unsafe impl aya::Pod for BoundHop {}
+    unsafe impl aya::Pod for FloorHop {}
     unsafe impl aya::Pod for TunnelConfig {}
     unsafe impl aya::Pod for TunnelEndpoint {}
 }

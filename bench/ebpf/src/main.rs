@@ -7,6 +7,7 @@
 #![no_main]
 
 mod bound;
+mod floor;
 mod maps;
 mod tunnel_peer;
 mod xdp_decap;
@@ -27,6 +28,18 @@ pub fn overlay_xdp_from_underlay(ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn bench_bound_redirect(ctx: TcContext) -> i32 {
     bound::redirect(&ctx)
+}
+
+/// The floor: the bound plus VXLAN encapsulation, at the container's veth (`floor.rs`).
+#[classifier]
+pub fn bench_floor_encapsulate(ctx: TcContext) -> i32 {
+    floor::encapsulate(&ctx)
+}
+
+/// The floor's decapsulation, at the underlay (`floor.rs`).
+#[classifier]
+pub fn bench_floor_decapsulate(ctx: TcContext) -> i32 {
+    floor::decapsulate(&ctx)
 }
 
 /// Cilium-style tunnel mode, at the container's host-side veth (`tunnel_peer.rs`).

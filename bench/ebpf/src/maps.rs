@@ -5,11 +5,15 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap},
 };
-use overlay_bench_common::{BoundHop, TunnelConfig, TunnelEndpoint};
+use overlay_bench_common::{BoundHop, FloorHop, TunnelConfig, TunnelEndpoint};
 
 /// The bound's hops (`bound.rs`), by container address.
 #[map]
 pub static OVL_BOUND_HOPS: HashMap<u32, BoundHop> = HashMap::with_max_entries(64, 0);
+
+/// The floor's hops (`floor.rs`), by container address.
+#[map]
+pub static OVL_FLOOR_HOPS: HashMap<u32, FloorHop> = HashMap::with_max_entries(64, 0);
 
 /// The Cilium-style path's configuration (`tunnel_peer.rs`).
 #[map]

@@ -9,7 +9,7 @@ use overlay_bench::datapath::{self as bench, Options};
 
 #[derive(Debug, Parser)]
 #[command(
-    about = "Benchmark the overlay datapath against the raw underlay, the bound (veth, no overlay) and the kernel VXLAN, Flannel-style and Cilium-style paths"
+    about = "Benchmark the overlay datapath against the raw underlay, the bound (veth, no overlay), the floor (the bound plus bare VXLAN) and the kernel VXLAN, Flannel-style and Cilium-style paths"
 )]
 struct Args {
     /// 5 short rounds instead of 7 longer ones (about five minutes).
