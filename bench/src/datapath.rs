@@ -172,9 +172,7 @@ pub fn run(options: &Options) -> anyhow::Result<Results> {
     let mut costs: Vec<(PathKind, usize, Vec<Cost>)> = Vec::new();
     let mut port = 5300u16;
     for round in 0..options.runs {
-        // Rotate the order each round, so no path always runs first after a switch.
-        for i in 0..PathKind::ALL.len() {
-            let path = PathKind::ALL[(i + round) % PathKind::ALL.len()];
+        for path in round_order(round) {
             paths.select(path)?;
             let e = paths.ends(path);
             // Warm neighbour caches so the first run does not pay for ARP.
@@ -259,6 +257,18 @@ pub fn run(options: &Options) -> anyhow::Result<Results> {
         }
     }
     Ok(Results { records, program_costs })
+}
+
+/// The order of the paths in `round`: rotated each round, so no path always runs first
+/// after a switch, and reversed every other round, so no path always runs right after
+/// the same one (whatever a path leaves behind, its successor would otherwise always pay).
+pub fn round_order(round: usize) -> Vec<PathKind> {
+    let n = PathKind::ALL.len();
+    let mut order: Vec<PathKind> = (0..n).map(|i| PathKind::ALL[(i + round / 2) % n]).collect();
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    order
 }
 
 /// iperf3's client and server on different CPUs (`-A client,server`), when there are
@@ -542,6 +552,23 @@ pub fn write_outputs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_round_measures_every_path_once_and_predecessors_vary() {
+        let n = PathKind::ALL.len();
+        let mut before_ours = std::collections::BTreeSet::new();
+        for round in 0..2 * n {
+            let order = round_order(round);
+            let mut sorted: Vec<String> = order.iter().map(|p| format!("{p:?}")).collect();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted.len(), n, "round {round}: {order:?}");
+            if let Some(i) = order.iter().position(|p| *p == PathKind::Ebpf).filter(|i| *i > 0) {
+                before_ours.insert(format!("{:?}", order[i - 1]));
+            }
+        }
+        assert!(before_ours.len() >= 2, "this datapath always follows {before_ours:?}");
+    }
 
     #[test]
     fn median_of_odd_and_even() {
