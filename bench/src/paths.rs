@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::{ebpf::BenchEbpf, encap_floor, flannel_peer, program_cost::ProgramAt, tunnel_peer, veth_bound};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum PathKind {
     /// Host to host: what the containers' traffic would get with no container at all.
@@ -31,6 +31,7 @@ pub enum PathKind {
     FlannelStyle,
     /// Cilium's tunnel mode: set_tunnel_key, collect_md VXLAN, redirect_peer (`tunnel_peer`).
     CiliumStyle,
+    /// This datapath (overlay-ebpf).
     Ebpf,
 }
 

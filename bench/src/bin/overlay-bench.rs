@@ -47,6 +47,12 @@ struct Args {
     /// Container starts measured for convergence.
     #[arg(long)]
     starts: Option<usize>,
+    /// Only build the datapath figures' paths, leave PATH's programs attached, print
+    /// its client namespace, server namespace and server address on one line, and wait
+    /// for a line on stdin (or its end) before tearing everything down: to profile one
+    /// path with perf or ftrace on the bench's own setup.
+    #[arg(long, value_enum, value_name = "PATH")]
+    hold: Option<overlay_bench::paths::PathKind>,
     /// Where to write the chart of ratios to the underlay (SVG).
     #[arg(long, default_value = "bench-results/bench.svg")]
     chart: PathBuf,
@@ -68,6 +74,15 @@ fn main() -> anyhow::Result<()> {
     // it) left the machine's cpuidle governor switched.
     overlay_bench::idle::restore_after_crash()?;
     let mut stopwatch = Stopwatch(std::time::Instant::now());
+    if let Some(path) = args.hold {
+        let mut paths = overlay_bench::paths::Paths::build()?;
+        paths.select(path)?;
+        let ends = paths.ends(path);
+        println!("{} {} {}", ends.client_ns, ends.server_ns, ends.server_ip);
+        eprintln!("{} is up; press Enter (or close stdin) to tear it down", path.label());
+        let _ = std::io::stdin().read_line(&mut String::new());
+        return Ok(());
+    }
     if args.dns_only {
         let dns = overlay_bench::dns::run(std::time::Duration::from_secs(5))?;
         println!("{}", serde_json::to_string_pretty(&dns)?);
