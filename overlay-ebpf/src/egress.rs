@@ -32,8 +32,8 @@ use crate::{
 /// The overlay subnet holding `ip` ([`overlay_common::ipv4_key`]), if any.
 #[inline(always)]
 fn subnet_of(ip: u32) -> Option<Subnet> {
-    // SAFETY: copied out at once (see fdb.rs).
-    unsafe { OVL_SUBNETS.get(Key::new(32, ip)).copied() }
+    // Copied out at once, as in fdb.rs (aya-ebpf's LpmTrie::get is not marked unsafe).
+    OVL_SUBNETS.get(Key::new(32, ip)).copied()
 }
 
 /// What `from_container` does with a destination that no container of the network has.

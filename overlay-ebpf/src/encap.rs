@@ -65,20 +65,8 @@ pub fn to_remote(
     ctx.adjust_room(ENCAP_OVERHEAD as i32, BPF_ADJ_ROOM_MAC, ADJ_ROOM_FLAGS).map_err(|_| Reason::AdjustRoomFailed)?;
 
     let len = ctx.len();
-    let mut outer_ip = Ipv4Hdr {
-        version_ihl: 0x45,
-        // Keep the inner DSCP so the underlay can honour it; ECN is not propagated.
-        tos: ip.tos & 0xfc,
-        tot_len: ((len - EthHdr::LEN as u32) as u16).to_be(),
-        id: 0,
-        frag_off: 0,
-        ttl: 64,
-        proto: IPPROTO_UDP,
-        check: 0,
-        saddr: cfg.vtep_ip,
-        daddr: remote.vtep,
-    };
-    outer_ip.check = outer_ip.checksum();
+    // Keep the inner DSCP so the underlay can honour it; ECN is not propagated.
+    let outer_ip = outer_ipv4(len, ip.tos & 0xfc, cfg.vtep_ip, remote.vtep);
     let headers = Encapsulation {
         // Zero MACs are filled in by bpf_redirect_neigh.
         outer_eth: match hop {
@@ -86,13 +74,7 @@ pub fn to_remote(
             _ => EthHdr { dst: [0; 6], src: [0; 6], proto: ETH_P_IP.to_be() },
         },
         outer_ip,
-        udp: UdpHdr {
-            source: (source_port as u16).to_be(),
-            dest: VXLAN_PORT.to_be(),
-            len: ((len - (EthHdr::LEN + Ipv4Hdr::LEN) as u32) as u16).to_be(),
-            // RFC 7348 allows zero over IPv4; the kernel's VXLAN also sends zero by default.
-            check: 0,
-        },
+        udp: vxlan_udp(len, source_port as u16),
         vxlan: VxlanHdr::new(vni),
         inner_eth: EthHdr { dst: remote.mac, src: eth.src, proto: ETH_P_IP.to_be() },
     };
@@ -110,6 +92,38 @@ pub fn to_remote(
         NextHop::ByOutputRoute { ifindex } => unsafe { bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) },
     };
     verdict::redirected(result, Reason::Encapsulated, counter_slot)
+}
+
+/// The outer IPv4 header of an encapsulated packet of `len` bytes (its outer Ethernet
+/// header included), checksummed.
+#[inline(always)]
+pub fn outer_ipv4(len: u32, tos: u8, saddr: u32, daddr: u32) -> Ipv4Hdr {
+    let mut ip = Ipv4Hdr {
+        version_ihl: 0x45,
+        tos,
+        tot_len: ((len - EthHdr::LEN as u32) as u16).to_be(),
+        id: 0,
+        frag_off: 0,
+        ttl: 64,
+        proto: IPPROTO_UDP,
+        check: 0,
+        saddr,
+        daddr,
+    };
+    ip.check = ip.checksum();
+    ip
+}
+
+/// The UDP header of an encapsulated packet of `len` bytes, to the VXLAN port.
+#[inline(always)]
+pub fn vxlan_udp(len: u32, source_port: u16) -> UdpHdr {
+    UdpHdr {
+        source: source_port.to_be(),
+        dest: VXLAN_PORT.to_be(),
+        len: ((len - (EthHdr::LEN + Ipv4Hdr::LEN) as u32) as u16).to_be(),
+        // RFC 7348 allows zero over IPv4; the kernel's VXLAN also sends zero by default.
+        check: 0,
+    }
 }
 
 /// The outer source port: a hash of the inner flow, so one flow keeps one underlay path.

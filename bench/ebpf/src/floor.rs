@@ -15,7 +15,7 @@ use aya_ebpf::{
 use overlay_bench_common::FloorHop;
 use overlay_common::{ENCAP_OVERHEAD, VXLAN_PORT};
 use overlay_ebpf::{
-    encap::{ADJ_ROOM_FLAGS, Encapsulation},
+    encap::{ADJ_ROOM_FLAGS, Encapsulation, outer_ipv4, vxlan_udp},
     headers::{self, ETH_P_IP, EthHdr, IPPROTO_UDP, Ipv4Hdr, UdpHdr, VxlanHdr},
 };
 
@@ -46,28 +46,10 @@ pub fn encapsulate(ctx: &TcContext) -> i32 {
         return TC_ACT_SHOT;
     }
     let len = ctx.len();
-    let mut outer_ip = Ipv4Hdr {
-        version_ihl: 0x45,
-        tos: 0,
-        tot_len: ((len - EthHdr::LEN as u32) as u16).to_be(),
-        id: 0,
-        frag_off: 0,
-        ttl: 64,
-        proto: IPPROTO_UDP,
-        check: 0,
-        saddr: hop.local_vtep,
-        daddr: hop.remote_vtep,
-    };
-    outer_ip.check = outer_ip.checksum();
     let headers = Encapsulation {
         outer_eth: EthHdr { dst: hop.dmac, src: hop.smac, proto: ETH_P_IP.to_be() },
-        outer_ip,
-        udp: UdpHdr {
-            source: SOURCE_PORT.to_be(),
-            dest: VXLAN_PORT.to_be(),
-            len: ((len - (EthHdr::LEN + Ipv4Hdr::LEN) as u32) as u16).to_be(),
-            check: 0,
-        },
+        outer_ip: outer_ipv4(len, 0, hop.local_vtep, hop.remote_vtep),
+        udp: vxlan_udp(len, SOURCE_PORT),
         vxlan: VxlanHdr::new(hop.vni),
         inner_eth: EthHdr { dst: hop.inner_dmac, src: eth.src, proto: ETH_P_IP.to_be() },
     };
