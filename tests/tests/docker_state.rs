@@ -2,7 +2,9 @@
 //! wiped no longer has the networks the plugin's state file names; the plugin forgets
 //! them, on start and while it runs, so that creating the network again (or the mirror
 //! doing it) is not refused over a subnet "used by" a network dockerd does not know.
-//! The cluster network stays, and the network created again binds to it.
+//! The cluster network stays, and the network created again binds to it. Endpoints
+//! dockerd never had or no longer has (its calls cut short by a kill of the agent) are
+//! forgotten too, joined or not, their veth removed.
 
 use std::{collections::BTreeSet, net::Ipv4Addr, path::Path, time::Duration};
 
@@ -17,12 +19,17 @@ use overlay_tests::{
 
 const SUBNET: &str = "10.0.9.0/24";
 
-/// The Docker network IDs the plugin's state file holds.
-fn networks_in_state(state_dir: &Path) -> anyhow::Result<BTreeSet<String>> {
+/// The keys of `field` (`networks`: Docker network IDs; `endpoints`: endpoint IDs) in
+/// the plugin's state file.
+fn in_state(state_dir: &Path, field: &str) -> anyhow::Result<BTreeSet<String>> {
     let path = state_dir.join("docker-plugin.json");
     let Ok(bytes) = std::fs::read(&path) else { return Ok(BTreeSet::new()) };
     let state: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| path.display().to_string())?;
-    Ok(state["networks"].as_object().map(|n| n.keys().cloned().collect()).unwrap_or_default())
+    Ok(state[field].as_object().map(|n| n.keys().cloned().collect()).unwrap_or_default())
+}
+
+fn networks_in_state(state_dir: &Path) -> anyhow::Result<BTreeSet<String>> {
+    in_state(state_dir, "networks")
 }
 
 fn create_network(d: &Dockerd) -> anyhow::Result<String> {
@@ -103,5 +110,29 @@ fn scenario(node: &Node, dockerd: &mut Dockerd, scratch: &Scratch) -> anyhow::Re
     let store = node.store.clone();
     let now = node.run(async move { network::find(&store, "my_network").await })??;
     ensure!(now.id == cluster.id, "the cluster network changed: {} then {}", cluster.id, now.id);
+
+    // Endpoints dockerd does not have: made through the plugin's socket as dockerd
+    // would, one joined (with its veth) and one not, as a `docker rm` whose Leave or
+    // DeleteEndpoint a kill of the agent cut short leaves them. Both go.
+    let ids: Vec<String> =
+        (0..2).map(|_| format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>())).collect();
+    for (id, address) in ids.iter().zip(["10.0.9.201/24", "10.0.9.202/24"]) {
+        let body = serde_json::json!({ "NetworkID": fourth, "EndpointID": id, "Interface": { "Address": address } });
+        let (status, answer) =
+            docker::raw_post(&plugin.socket, "/NetworkDriver.CreateEndpoint", body.to_string().as_bytes())?;
+        ensure!(status == 200 && !answer.contains("\"Err\":\""), "CreateEndpoint: {status} {answer}");
+    }
+    let join =
+        serde_json::json!({ "NetworkID": fourth, "EndpointID": ids[0], "SandboxKey": "/var/run/docker/netns/none" });
+    let (status, answer) = docker::raw_post(&plugin.socket, "/NetworkDriver.Join", join.to_string().as_bytes())?;
+    ensure!(status == 200 && answer.contains("InterfaceName"), "Join: {status} {answer}");
+    let veth = overlay::container::host_interface_name(&ids[0]);
+    ensure!(overlay_tests::cmd::ip(&node.host.ns, &["link", "show", "dev", &veth]).is_ok(), "no veth {veth}");
+    let made: BTreeSet<String> = ids.iter().cloned().collect();
+    ensure!(in_state(&state_dir, "endpoints")?.is_superset(&made), "the endpoints are not in the state");
+    wait_for("the plugin forgetting the endpoints dockerd does not have", Duration::from_secs(30), || {
+        Ok(in_state(&state_dir, "endpoints")?.is_disjoint(&made).then_some(()))
+    })?;
+    ensure!(overlay_tests::cmd::ip(&node.host.ns, &["link", "show", "dev", &veth]).is_err(), "veth {veth} stayed");
     plugin.stop()
 }

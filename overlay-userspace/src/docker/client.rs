@@ -5,7 +5,7 @@
 //! Built on hyper's connection-level client (already in the build through axum and
 //! tonic): one connection per request, no pool, each call bounded by a timeout.
 
-use std::{path::PathBuf, time::Duration};
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -34,6 +34,13 @@ pub struct NetworkSummary {
     pub name: String,
     #[serde(default)]
     pub driver: String,
+}
+
+/// What the plugin reads of a network's containers (`GET /networks/ID`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct NetworkContainers {
+    containers: std::collections::BTreeMap<String, EndpointSettings>,
 }
 
 /// What the plugin reads of a container (`GET /containers/json`).
@@ -150,6 +157,21 @@ impl DockerClient {
                 let network: NetworkSummary =
                     serde_json::from_slice(&body).map_err(|e| self.error(format!("network {id}: {e}")))?;
                 Ok(Some(network.name))
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            other => Err(self.failure(&format!("inspecting network {id}"), other, &body)),
+        }
+    }
+
+    /// The IDs of the endpoints dockerd has attached to containers on network `id`;
+    /// `None` if it does not know the network.
+    pub async fn network_endpoints(&self, id: &str) -> Result<Option<BTreeSet<String>>, DockerError> {
+        let (status, body) = self.call(Method::GET, &format!("/networks/{id}"), None).await?;
+        match status {
+            StatusCode::OK => {
+                let network: NetworkContainers =
+                    serde_json::from_slice(&body).map_err(|e| self.error(format!("network {id}: {e}")))?;
+                Ok(Some(network.containers.into_values().map(|c| c.endpoint_id).collect()))
             }
             StatusCode::NOT_FOUND => Ok(None),
             other => Err(self.failure(&format!("inspecting network {id}"), other, &body)),

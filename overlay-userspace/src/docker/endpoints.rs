@@ -2,7 +2,7 @@
 //! every host follows), detached, recovered after a restart of the plugin, named once
 //! dockerd knows the container, and kept on the node's current lease.
 
-use std::{os::fd::AsFd, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, os::fd::AsFd, sync::Arc, time::Duration};
 
 use super::{
     error::DriverError,
@@ -27,6 +27,10 @@ const REPUBLISH_EVERY: Duration = Duration::from_secs(3);
 const NAME_FIRST_TRY: Duration = Duration::from_millis(50);
 const NAME_MAX_DELAY: Duration = Duration::from_secs(2);
 const NAME_GIVE_UP: Duration = Duration::from_secs(120);
+/// How long an endpoint of the state must be missing from dockerd's view before it is
+/// taken for gone: dockerd lists an endpoint only once it is joined to a container, a
+/// moment after the plugin created it.
+const UNLISTED_FOR: Duration = Duration::from_secs(10);
 
 /// The record other hosts learn the endpoint from (datapath and names). Until dockerd
 /// has told the container's name, it is `docker-` and the endpoint ID's first 12 digits.
@@ -163,6 +167,60 @@ pub async fn recover<S: Store + Transact>(p: &Plugin<S>, state: &mut State) {
             tracing::warn!("removing the published ports of endpoints that are gone: {error}");
         }
     }
+}
+
+/// Removes endpoints dockerd is done with but the state still holds ([`remove_gone`]).
+/// An agent killed during `docker rm` or `docker stop` leaves such an endpoint: dockerd's
+/// Leave or DeleteEndpoint call failed, dockerd went on without it, and a restart that
+/// came before dockerd had deleted the container's namespace found its veth still there.
+/// `unlisted` holds since when each endpoint has been missing from dockerd's networks;
+/// one missing for [`UNLISTED_FOR`] goes. Networks dockerd cannot be asked about now, or
+/// no longer has (the bindings forget those), are left alone.
+pub async fn forget_unlisted<S: Store + Transact>(
+    p: &Plugin<S>,
+    unlisted: &mut BTreeMap<String, tokio::time::Instant>,
+) {
+    let Some(docker) = &p.docker else { return };
+    let mut by_network: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in p.state.lock().await.endpoints.values() {
+        by_network.entry(e.docker_network.clone()).or_default().push(e.id.clone());
+    }
+    unlisted.retain(|id, _| by_network.values().flatten().any(|e| e == id));
+    let now = tokio::time::Instant::now();
+    for (network, ids) in &by_network {
+        let listed = match docker.network_endpoints(network).await {
+            Ok(Some(listed)) => listed,
+            Ok(None) => continue,
+            Err(error) => {
+                tracing::debug!("dockerd's endpoints on {network}: {error}");
+                return;
+            }
+        };
+        for id in ids {
+            if listed.contains(id) {
+                unlisted.remove(id);
+            } else {
+                unlisted.entry(id.clone()).or_insert(now);
+            }
+        }
+    }
+    let due: Vec<String> = unlisted
+        .iter()
+        .filter(|(_, since)| now.duration_since(**since) >= UNLISTED_FOR)
+        .map(|(id, _)| id.clone())
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    let mut state = p.state.lock().await;
+    for id in due {
+        unlisted.remove(&id);
+        if let Some(e) = state.endpoints.remove(&id) {
+            tracing::info!("endpoint {id}: dockerd no longer has it (a call of its was cut short); cleaning up");
+            remove_gone(p, &e).await;
+        }
+    }
+    p.save_or_log(&state);
 }
 
 /// [`Job::LearnName`](super::plugin::Job::LearnName): the name (and aliases) of the

@@ -1,12 +1,13 @@
-//! One watch of the cluster (`v1/`) and a regular look at dockerd, which feed three
+//! One watch of the cluster (`v1/`) and a regular look at dockerd, which feed four
 //! jobs: Docker's DNS view (`resolver.rs`), the bindings, which forget the networks
-//! dockerd no longer has (`bindings.rs`), and the mirror (`mirror.rs`).
+//! dockerd no longer has (`bindings.rs`), the endpoints, which forget those dockerd no
+//! longer has (`endpoints.rs`), and the mirror (`mirror.rs`).
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use super::{
     bindings::{self, MARKERS, Marker},
-    mirror,
+    endpoints, mirror,
     plugin::Plugin,
     resolver,
 };
@@ -32,6 +33,8 @@ pub async fn run<S: Store + Transact>(p: Arc<Plugin<S>>, view: NameView) {
     let mut synced = false;
     let mut resync = tokio::time::interval(RESYNC);
     let mut looked = tokio::time::Instant::now() - RESYNC;
+    // Endpoints missing from dockerd's view, and since when (`endpoints::forget_unlisted`).
+    let mut unlisted = BTreeMap::new();
     loop {
         let mut tick = false;
         tokio::select! {
@@ -63,6 +66,7 @@ pub async fn run<S: Store + Transact>(p: Arc<Plugin<S>>, view: NameView) {
         resolver::update_view(&view, &topology);
         if tick || looked.elapsed() >= DOCKERD_AT_MOST_EVERY {
             look_at_dockerd(&p, &topology, &markers).await;
+            endpoints::forget_unlisted(&p, &mut unlisted).await;
             looked = tokio::time::Instant::now();
         }
     }
