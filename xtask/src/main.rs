@@ -35,10 +35,10 @@ enum Task {
         #[arg(long, default_value = "etcd", value_parser = ["etcd", "zk"])]
         store: String,
     },
-    /// Benchmark this datapath against the raw underlay, the bound and the kernel VXLAN,
-    /// Flannel-style and Cilium-style paths.
+    /// Benchmark this datapath against the raw underlay, the bound, the floor (the bound
+    /// plus bare VXLAN) and the kernel VXLAN, Flannel-style and Cilium-style paths.
     Bench {
-        /// Fewer and shorter runs (finishes in under five minutes).
+        /// Fewer and shorter runs (the datapath figures take about six minutes).
         #[arg(long)]
         quick: bool,
         /// Only the datapath figures, not the control plane.

@@ -1,5 +1,5 @@
-//! `cargo xtask bench`: this datapath, the kernel VXLAN+bridge path and the raw underlay,
-//! side by side in one run on the same simulated hosts.
+//! `cargo xtask bench`: this datapath and every reference path and peer of `paths.rs`,
+//! side by side in one run on the same simulated hosts, then the control-plane figures.
 
 use std::path::PathBuf;
 
@@ -12,7 +12,7 @@ use overlay_bench::datapath::{self as bench, Options};
     about = "Benchmark the overlay datapath against the raw underlay, the bound (veth, no overlay), the floor (the bound plus bare VXLAN) and the kernel VXLAN, Flannel-style and Cilium-style paths"
 )]
 struct Args {
-    /// 5 short rounds instead of 7 longer ones (about five minutes).
+    /// 5 short rounds instead of 7 longer ones (the datapath figures in about six minutes).
     #[arg(long)]
     quick: bool,
     /// Where to write the figures as JSON (one record per path and metric).
