@@ -21,9 +21,18 @@ use aya::{
 use overlay::netns;
 use overlay_bench_common::{BoundHop, FloorHop, TunnelConfig, TunnelEndpoint, map_names, program_names};
 use overlay_common::ipv4_key;
+use overlay_tests::lab::{Container, Host};
 
 /// The object file built from bench/ebpf by this crate's build script.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/overlay-bench-ebpf.o"));
+
+/// A container of one of the reference paths or peers the bench object carries, and its
+/// host; `host_index` indexes the hosts' [`BenchEbpf`] objects.
+pub struct Placement<'a> {
+    pub host: &'a Host,
+    pub host_index: usize,
+    pub container: &'a Container,
+}
 
 /// Where the bound's program sends packets for one container address.
 #[derive(Clone, Debug)]

@@ -8,24 +8,13 @@
 //! overlay-userspace `datapath/headroom.rs`): without it every packet's head is
 //! reallocated, and the floor would not be the least work.
 
-use overlay::container::format_mac;
 use overlay_bench_common::program_names;
-use overlay_tests::{
-    cmd,
-    lab::{Container, Host},
-};
+use overlay_tests::{cmd, lab::Host};
 
 use crate::{
-    ebpf::{BenchEbpf, FloorHopSpec},
-    links::mac_of,
+    ebpf::{BenchEbpf, FloorHopSpec, Placement},
+    links::{mac_of, pin_neighbour},
 };
-
-/// A floor container and its host; `host_index` indexes the hosts' bench objects.
-pub struct Placement<'a> {
-    pub host: &'a Host,
-    pub host_index: usize,
-    pub container: &'a Container,
-}
 
 /// Programs every host so that every container reaches every other across hosts (the
 /// floor has no local delivery), and attaches the encapsulation to each container's
@@ -45,8 +34,7 @@ pub fn connect(objects: &mut [BenchEbpf], vni: u32, placement: &[Placement]) -> 
         object.attach_tc(program_names::FLOOR_ENCAPSULATE, &p.container.host_interface)?;
         for other in placement.iter().filter(|o| o.host_index != p.host_index) {
             // The program readdresses every frame: any MAC spares the container an ARP.
-            let (ip, lladdr) = (other.container.ip.to_string(), format_mac(veth_mac));
-            cmd::ip(&p.container.ns, &["neigh", "replace", &ip, "lladdr", &lladdr, "dev", "eth0", "nud", "permanent"])?;
+            pin_neighbour(&p.container.ns, "eth0", other.container.ip, veth_mac)?;
             objects[p.host_index].set_floor_hop(&FloorHopSpec::Remote {
                 ip: other.container.ip,
                 mac: other.container.mac,

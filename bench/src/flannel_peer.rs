@@ -12,7 +12,7 @@ use overlay_tests::{
     lab::{Container, Host},
 };
 
-use crate::links::mac_of;
+use crate::links::{mac_of, pin_neighbour};
 
 pub const BRIDGE: &str = "cni0";
 pub const DEVICE: &str = "flannel.1";
@@ -74,7 +74,7 @@ pub fn connect(lab: &mut Lab, name: &str, members: &[Member]) -> anyhow::Result<
     }
     for m in members {
         for other in members.iter().filter(|o| o.host.ns != m.host.ns) {
-            let remote_mac = format_mac(mac_of(&other.host.ns, DEVICE)?);
+            let remote_mac = mac_of(&other.host.ns, DEVICE)?;
             let remote_device = address(other.subnet, 0).to_string();
             let ns = &m.host.ns;
             cmd::ip(
@@ -90,10 +90,7 @@ pub fn connect(lab: &mut Lab, name: &str, members: &[Member]) -> anyhow::Result<
                     "onlink",
                 ],
             )?;
-            cmd::ip(
-                ns,
-                &["neigh", "replace", &remote_device, "lladdr", &remote_mac, "dev", DEVICE, "nud", "permanent"],
-            )?;
+            pin_neighbour(ns, DEVICE, &remote_device, remote_mac)?;
             let remote_host = other.host.ip.to_string();
             cmd::run(&[
                 "bridge",
@@ -101,7 +98,7 @@ pub fn connect(lab: &mut Lab, name: &str, members: &[Member]) -> anyhow::Result<
                 ns,
                 "fdb",
                 "append",
-                &remote_mac,
+                &format_mac(remote_mac),
                 "dev",
                 DEVICE,
                 "dst",

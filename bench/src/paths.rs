@@ -12,7 +12,12 @@ use overlay_common::program_names;
 use overlay_tests::{Container, ContainerSpec, Host, Lab, datapath::HostDatapath, kernel_vxlan::KernelVxlan};
 use serde::Serialize;
 
-use crate::{ebpf::BenchEbpf, encap_floor, flannel_peer, program_cost::ProgramAt, tunnel_peer, veth_bound};
+use crate::{
+    ebpf::{BenchEbpf, Placement},
+    encap_floor, flannel_peer,
+    program_cost::ProgramAt,
+    tunnel_peer, veth_bound,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -144,8 +149,8 @@ impl Paths {
         tunnel_peer::connect(
             &mut objects,
             &[
-                tunnel_peer::Placement { host: &h1, host_index: 0, container: &c1 },
-                tunnel_peer::Placement { host: &h2, host_index: 1, container: &c2 },
+                Placement { host: &h1, host_index: 0, container: &c1 },
+                Placement { host: &h2, host_index: 1, container: &c2 },
             ],
         )?;
 
@@ -158,8 +163,8 @@ impl Paths {
         veth_bound::connect(
             &mut objects,
             &[
-                veth_bound::Placement { host: &h1, host_index: 0, container: &b1 },
-                veth_bound::Placement { host: &h2, host_index: 1, container: &b2 },
+                Placement { host: &h1, host_index: 0, container: &b1 },
+                Placement { host: &h2, host_index: 1, container: &b2 },
             ],
         )?;
 
@@ -171,8 +176,8 @@ impl Paths {
             &mut objects,
             FLOOR_VNI,
             &[
-                encap_floor::Placement { host: &h1, host_index: 0, container: &f1 },
-                encap_floor::Placement { host: &h2, host_index: 1, container: &f2 },
+                Placement { host: &h1, host_index: 0, container: &f1 },
+                Placement { host: &h2, host_index: 1, container: &f2 },
             ],
         )?;
         Ok(Paths {

@@ -5,13 +5,10 @@
 //! that delivers with `bpf_redirect_peer`. ARP is answered in eBPF.
 
 use overlay_bench_common::program_names;
-use overlay_tests::{
-    cmd,
-    lab::{Container, Host},
-};
+use overlay_tests::cmd;
 
 use crate::{
-    ebpf::{BenchEbpf, TunnelAt},
+    ebpf::{BenchEbpf, Placement, TunnelAt},
     links::mac_of,
 };
 
@@ -21,13 +18,6 @@ pub const DEVICE: &str = "vxlan-md";
 /// the other paths' VXLAN devices, so this one has its own (the port costs nothing).
 pub const PORT: u16 = 8473;
 pub const VNI: u32 = 30;
-
-/// A container of this path and its host; `host_index` indexes the hosts' bench objects.
-pub struct Placement<'a> {
-    pub host: &'a Host,
-    pub host_index: usize,
-    pub container: &'a Container,
-}
 
 /// Creates the device on every host, fills the tables so that every container reaches
 /// every other, and attaches both programs.

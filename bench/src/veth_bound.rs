@@ -4,23 +4,10 @@
 //! `redirect_peer`. It does what this datapath does minus the encapsulation, so it
 //! is the most any overlay for veth-attached containers can reach on this kernel.
 
-use overlay::container::format_mac;
-use overlay_tests::{
-    cmd,
-    lab::{Container, Host},
-};
-
 use crate::{
-    ebpf::{BenchEbpf, BoundHopSpec},
-    links::mac_of,
+    ebpf::{BenchEbpf, BoundHopSpec, Placement},
+    links::{mac_of, pin_neighbour},
 };
-
-/// A reference container and its host; `host_index` indexes the hosts' bench objects.
-pub struct Placement<'a> {
-    pub host: &'a Host,
-    pub host_index: usize,
-    pub container: &'a Container,
-}
 
 /// Programs every host so that every container reaches every other, and attaches the
 /// program to each container's veth. The underlay's attachment is the caller's to
@@ -31,12 +18,7 @@ pub fn connect(objects: &mut [BenchEbpf], placement: &[Placement]) -> anyhow::Re
         for other in placement {
             if other.container.ip != p.container.ip {
                 // The program readdresses every frame: any MAC spares the container an ARP.
-                let lladdr = format_mac(veth_mac);
-                let ip = other.container.ip.to_string();
-                cmd::ip(
-                    &p.container.ns,
-                    &["neigh", "replace", &ip, "lladdr", &lladdr, "dev", "eth0", "nud", "permanent"],
-                )?;
+                pin_neighbour(&p.container.ns, "eth0", other.container.ip, veth_mac)?;
             }
         }
         let local = BoundHopSpec {
