@@ -185,7 +185,8 @@ pub async fn forget_unlisted<S: Store + Transact>(
     for e in p.state.lock().await.endpoints.values() {
         by_network.entry(e.docker_network.clone()).or_default().push(e.id.clone());
     }
-    unlisted.retain(|id, _| by_network.values().flatten().any(|e| e == id));
+    let known: std::collections::BTreeSet<&String> = by_network.values().flatten().collect();
+    unlisted.retain(|id, _| known.contains(id));
     let now = tokio::time::Instant::now();
     for (network, ids) in &by_network {
         let listed = match docker.network_endpoints(network).await {
@@ -213,14 +214,19 @@ pub async fn forget_unlisted<S: Store + Transact>(
         return;
     }
     let mut state = p.state.lock().await;
+    let mut removed = false;
     for id in due {
         unlisted.remove(&id);
+        // Deleted meanwhile by dockerd's own call: nothing left to do.
         if let Some(e) = state.endpoints.remove(&id) {
             tracing::info!("endpoint {id}: dockerd no longer has it (a call of its was cut short); cleaning up");
             remove_gone(p, &e).await;
+            removed = true;
         }
     }
-    p.save_or_log(&state);
+    if removed {
+        p.save_or_log(&state);
+    }
 }
 
 /// [`Job::LearnName`](super::plugin::Job::LearnName): the name (and aliases) of the
