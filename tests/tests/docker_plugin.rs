@@ -197,6 +197,12 @@ fn scenario(s: &mut Setup) -> anyhow::Result<()> {
         let ls = d2.docker(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"])?;
         Ok(ls.lines().any(|l| l == format!("my_network {driver}")).then_some(()))
     })?;
+    // The mirror made it for that cluster network, and says so to the driver: a Docker
+    // network made for a cluster network that is gone by then fails instead of making a
+    // new one.
+    let made_for =
+        d2.docker(&["network", "inspect", "-f", "{{index .Options \"overlay.cluster-network\"}}", "my_network"])?;
+    assert_eq!(made_for.trim(), record.id, "the mirror's network does not name its cluster network");
 
     let (native_ns, native_ip, _native_resolver) = native_container(&s.lab, &s.nodes[2], "my_network", "native01")?;
     s.native_ns = Some(native_ns.clone());

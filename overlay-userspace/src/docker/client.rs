@@ -81,6 +81,8 @@ pub struct NetworkCreate<'a> {
     pub subnet: String,
     pub gateway: String,
     pub internal: bool,
+    /// The cluster network it is made for (see [`super::protocol::CLUSTER_NETWORK_OPTION`]).
+    pub cluster_id: &'a str,
 }
 
 impl NetworkCreate<'_> {
@@ -92,6 +94,7 @@ impl NetworkCreate<'_> {
             "CheckDuplicate": true,
             "Driver": self.driver,
             "Internal": self.internal,
+            "Options": { super::protocol::CLUSTER_NETWORK_OPTION: self.cluster_id },
             "IPAM": {
                 "Driver": self.driver,
                 "Config": [{ "Subnet": self.subnet, "Gateway": self.gateway }],

@@ -63,6 +63,8 @@ pub enum DriverError {
     NotASubnet(String),
     #[error("network {network} has gateway {gateway}; give that --gateway or none")]
     OtherGateway { network: String, gateway: Ipv4Addr },
+    #[error("cluster network {id} is gone (removed while this Docker network was being made for it)")]
+    ClusterNetworkGone { id: String },
     #[error("gateway {gateway} is not a host address of {subnet}")]
     GatewayOutside { gateway: Ipv4Addr, subnet: Ipv4Net },
     #[error("NetworkID {0:?} is not 12 to 64 lowercase hexadecimal digits")]

@@ -35,6 +35,7 @@ pub async fn pass<S: Store + Transact>(
             subnet: marker.subnet.to_string(),
             gateway: marker.gateway.to_string(),
             internal: marker.internal,
+            cluster_id,
         };
         match docker.create_network(&create).await {
             Ok(()) => {

@@ -13,7 +13,7 @@ use super::{
     error::DriverError,
     ipam_driver::{ADDRESS_SPACE, docker_allocation, parse_ip},
     plugin::{Job, Plugin},
-    protocol::{self, INTERNAL_OPTION},
+    protocol::{self, CLUSTER_NETWORK_OPTION, GENERIC_OPTIONS, INTERNAL_OPTION},
     state::{Binding, DockerEndpoint, DockerNetwork},
 };
 use crate::{
@@ -53,11 +53,20 @@ pub async fn create_network<S: Store + Transact>(
     let subnet: Ipv4Net = data.pool.parse().map_err(|_| DriverError::NotASubnet(data.pool.clone()))?;
     let gateway = parse_ip(&data.gateway, "gateway")?;
     let internal = r.options.get(INTERNAL_OPTION).and_then(Value::as_bool).unwrap_or(false);
+    // Made for a cluster network (by the mirror or the manager) that may have gone since:
+    // it binds to that one, or the creation fails, rather than a new one being made.
+    let made_for = r.options.get(GENERIC_OPTIONS).and_then(|o| o.get(CLUSTER_NETWORK_OPTION)).and_then(Value::as_str);
     let mut state = p.state.lock().await;
     if state.networks.contains_key(&r.network_id) {
         return Ok(json!({}));
     }
-    let binding = match bindings::cluster_network_with(p, subnet).await? {
+    let found = bindings::cluster_network_with(p, subnet).await?;
+    if let Some(id) = made_for
+        && found.as_ref().is_none_or(|record| record.id != id)
+    {
+        return Err(DriverError::ClusterNetworkGone { id: id.to_owned() });
+    }
+    let binding = match found {
         Some(record) if record.gateway != gateway => {
             return Err(DriverError::OtherGateway { network: record.name, gateway: record.gateway });
         }

@@ -15,6 +15,12 @@ pub const REQUEST_ADDRESS_TYPE: &str = "RequestAddressType";
 pub const GATEWAY_REQUEST: &str = "com.docker.network.gateway";
 /// `docker network create --internal`.
 pub const INTERNAL_OPTION: &str = "com.docker.network.internal";
+/// Where CreateNetwork carries the driver options (`docker network create -o K=V`).
+pub const GENERIC_OPTIONS: &str = "com.docker.network.generic";
+/// The driver option naming the cluster network a Docker network is made for, by the
+/// mirror or the manager's Engine API: such a network binds to that cluster network or
+/// to none, never to a new one.
+pub const CLUSTER_NETWORK_OPTION: &str = "overlay.cluster-network";
 /// CreateEndpoint's `docker run -p` mappings: a list of [`PortBinding`].
 pub const PORTMAP_OPTION: &str = "com.docker.network.portmap";
 

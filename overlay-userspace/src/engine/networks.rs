@@ -352,6 +352,7 @@ pub async fn ensure_on_node<S: Store>(engine: &Engine<S>, target: &Target, name:
                 subnet: record.subnet.to_string(),
                 gateway: record.gateway.to_string(),
                 internal: record.internal,
+                cluster_id: &record.id,
             };
             let (status, body) = engine
                 .client
