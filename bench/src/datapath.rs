@@ -1,6 +1,7 @@
 //! The datapath figures of `cargo xtask bench`: the same two simulated hosts carry
-//! traffic over every path, round after round (the order rotating each round), so drift
-//! on a busy machine hits them alike:
+//! traffic over every path, round after round; in a round each figure is taken of every
+//! path in turn before the next figure (the order of the paths rotating each round), so
+//! drift on a busy machine hits them alike:
 //! - the raw underlay (host to host), and the bound: containers behind a veth carried by
 //!   one TC redirect each way with no overlay (`veth_bound`), this datapath minus the
 //!   encapsulation;
@@ -30,7 +31,7 @@ use crate::{
     rr::{self, Protocol},
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Metric {
     TcpThroughput,
@@ -145,10 +146,34 @@ pub struct Results {
 
 pub struct Options {
     pub runs: usize,
+    /// The paths measured, in `PathKind::ALL`'s order (every one by default).
+    pub paths: Vec<PathKind>,
+    /// The figures measured, in `Metric::ALL`'s order (every one by default).
+    pub metrics: Vec<Metric>,
     pub tcp_seconds: u32,
     pub udp_seconds: u32,
     pub rr_seconds: u32,
     pub pings: u32,
+}
+
+impl Options {
+    /// `--quick`: 5 short rounds.
+    pub fn quick() -> Options {
+        Options { runs: 5, tcp_seconds: 2, udp_seconds: 1, rr_seconds: 1, pings: 50, ..Options::full() }
+    }
+
+    /// The default: 9 longer rounds of every path and figure.
+    pub fn full() -> Options {
+        Options {
+            runs: 9,
+            paths: PathKind::ALL.to_vec(),
+            metrics: Metric::ALL.to_vec(),
+            tcp_seconds: 4,
+            udp_seconds: 3,
+            rr_seconds: 2,
+            pings: 200,
+        }
+    }
 }
 
 pub fn median(values: &[f64]) -> f64 {
@@ -164,20 +189,31 @@ pub fn median(values: &[f64]) -> f64 {
 pub fn run(options: &Options) -> anyhow::Result<Results> {
     let mut paths = Paths::build()?;
     let mut samples: Vec<(PathKind, Metric, Vec<Sample>)> = Vec::new();
-    for path in PathKind::ALL {
-        for metric in Metric::ALL {
+    for &path in &options.paths {
+        for &metric in &options.metrics {
             samples.push((path, metric, Vec::new()));
         }
     }
     let mut costs: Vec<(PathKind, usize, Vec<Cost>)> = Vec::new();
     let mut port = 5300u16;
-    for round in 0..options.runs {
-        for path in round_order(round) {
+    let mut selected: Option<PathKind> = None;
+    let mut select = |paths: &mut Paths, path: PathKind| -> anyhow::Result<Ends> {
+        if selected != Some(path) {
             paths.select(path)?;
-            let e = paths.ends(path);
-            // Warm neighbour caches so the first run does not pay for ARP.
-            traffic::ping(&e.client_ns, e.server_ip, 1, "0.2")?;
-            for metric in Metric::ALL {
+            selected = Some(path);
+        }
+        let e = paths.ends(path);
+        // Warm neighbour caches so the first run does not pay for ARP.
+        traffic::ping(&e.client_ns, e.server_ip, 1, "0.2")?;
+        Ok(e)
+    };
+    for round in 0..options.runs {
+        let order = round_order(round, &options.paths);
+        // One figure of every path, then the next figure: the samples of one figure are
+        // seconds apart, not a round apart, so drift of the machine hits the paths alike.
+        for &metric in &options.metrics {
+            for &path in &order {
+                let e = select(&mut paths, path)?;
                 port += 1;
                 let sample = measure(&paths.lab, &e, metric, options, port)
                     .with_context(|| format!("{} {metric:?} round {round}", path.label()))?;
@@ -188,25 +224,28 @@ pub fn run(options: &Options) -> anyhow::Result<Results> {
                     .expect("every pair has a slot")
                     .2
                     .push(sample);
+                paths.lab.stop_children();
             }
+        }
+        if !options.metrics.contains(&Metric::SmallPacketRate) {
+            continue;
+        }
+        for &path in &order {
             let at = paths.programs(path);
-            if !at.is_empty() {
-                // A load of its own: the statistics cost each run two clock reads, which
-                // the figures above must not pay.
-                port += 1;
-                let (_, measured) =
-                    program_cost::measure(&at, || measure(&paths.lab, &e, Metric::SmallPacketRate, options, port))
-                        .with_context(|| format!("{} program cost round {round}", path.label()))?;
-                for cost in &measured {
-                    eprintln!(
-                        "  round {round} {:<22} {}: {:.0} ns/packet",
-                        path.label(),
-                        cost.program,
-                        cost.ns_per_run
-                    );
-                }
-                costs.push((path, round, measured));
+            if at.is_empty() {
+                continue;
             }
+            let e = select(&mut paths, path)?;
+            // A load of its own: the statistics cost each run two clock reads, which
+            // the figures above must not pay.
+            port += 1;
+            let (_, measured) =
+                program_cost::measure(&at, || measure(&paths.lab, &e, Metric::SmallPacketRate, options, port))
+                    .with_context(|| format!("{} program cost round {round}", path.label()))?;
+            for cost in &measured {
+                eprintln!("  round {round} {:<22} {}: {:.0} ns/packet", path.label(), cost.program, cost.ns_per_run);
+            }
+            costs.push((path, round, measured));
             paths.lab.stop_children();
         }
     }
@@ -241,10 +280,13 @@ pub fn run(options: &Options) -> anyhow::Result<Results> {
         })
         .collect();
     let mut program_costs: Vec<ProgramCostRecord> = Vec::new();
-    for path in PathKind::ALL {
+    for &path in &options.paths {
         for (index, at) in paths.programs(path).iter().enumerate() {
             let of_path: Vec<&Cost> =
                 costs.iter().filter(|(p, _, _)| *p == path).filter_map(|(_, _, c)| c.get(index)).collect();
+            if of_path.is_empty() {
+                continue;
+            }
             let ns: Vec<f64> = of_path.iter().map(|c| c.ns_per_run).collect();
             program_costs.push(ProgramCostRecord {
                 path,
@@ -262,9 +304,9 @@ pub fn run(options: &Options) -> anyhow::Result<Results> {
 /// The order of the paths in `round`: rotated each round, so no path always runs first
 /// after a switch, and reversed every other round, so no path always runs right after
 /// the same one (whatever a path leaves behind, its successor would otherwise always pay).
-pub fn round_order(round: usize) -> Vec<PathKind> {
-    let n = PathKind::ALL.len();
-    let mut order: Vec<PathKind> = (0..n).map(|i| PathKind::ALL[(i + round / 2) % n]).collect();
+pub fn round_order(round: usize, paths: &[PathKind]) -> Vec<PathKind> {
+    let n = paths.len();
+    let mut order: Vec<PathKind> = (0..n).map(|i| paths[(i + round / 2) % n]).collect();
     if round % 2 == 1 {
         order.reverse();
     }
@@ -558,7 +600,7 @@ mod tests {
         let n = PathKind::ALL.len();
         let mut before_ours = std::collections::BTreeSet::new();
         for round in 0..2 * n {
-            let order = round_order(round);
+            let order = round_order(round, &PathKind::ALL);
             let mut sorted: Vec<String> = order.iter().map(|p| format!("{p:?}")).collect();
             sorted.sort();
             sorted.dedup();

@@ -5,14 +5,17 @@ use std::path::PathBuf;
 
 use anyhow::ensure;
 use clap::Parser;
-use overlay_bench::datapath::{self as bench, Options};
+use overlay_bench::{
+    datapath::{self as bench, Metric, Options},
+    paths::PathKind,
+};
 
 #[derive(Debug, Parser)]
 #[command(
     about = "Benchmark the overlay datapath against the raw underlay, the bound (veth, no overlay), the floor (the bound plus bare VXLAN) and the kernel VXLAN, Flannel-style and Cilium-style paths"
 )]
 struct Args {
-    /// 5 short rounds instead of 7 longer ones (the datapath figures in about six minutes).
+    /// 5 short rounds instead of 9 longer ones.
     #[arg(long)]
     quick: bool,
     /// Where to write the figures as JSON (one record per path and metric).
@@ -52,7 +55,15 @@ struct Args {
     /// for a line on stdin (or its end) before tearing everything down: to profile one
     /// path with perf or ftrace on the bench's own setup.
     #[arg(long, value_enum, value_name = "PATH")]
-    hold: Option<overlay_bench::paths::PathKind>,
+    hold: Option<PathKind>,
+    /// Only these paths of the datapath figures, comma-separated (all by default). The
+    /// ratios need the raw underlay and the bound among them.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "PATH,...")]
+    paths: Vec<PathKind>,
+    /// Only these datapath figures, comma-separated (all by default). The programs'
+    /// cost per packet is measured with `small-packet-rate`.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "METRIC,...")]
+    metrics: Vec<Metric>,
     /// Where to write the chart of ratios to the underlay (SVG).
     #[arg(long, default_value = "bench-results/bench.svg")]
     chart: PathBuf,
@@ -114,11 +125,25 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let options = if args.quick {
-        Options { runs: 5, tcp_seconds: 2, udp_seconds: 1, rr_seconds: 1, pings: 50 }
+        Options::quick()
     } else {
-        Options { runs: 7, tcp_seconds: 4, udp_seconds: 3, rr_seconds: 2, pings: 200 }
+        Options::full()
     };
-    let options = Options { runs: args.rounds.unwrap_or(options.runs), ..options };
+    let options = Options {
+        runs: args.rounds.unwrap_or(options.runs),
+        // In the usual order whatever order they were named in, each once.
+        paths: if args.paths.is_empty() {
+            options.paths
+        } else {
+            PathKind::ALL.into_iter().filter(|p| args.paths.contains(p)).collect()
+        },
+        metrics: if args.metrics.is_empty() {
+            options.metrics
+        } else {
+            Metric::ALL.into_iter().filter(|m| args.metrics.contains(m)).collect()
+        },
+        ..options
+    };
     let mut sections = serde_json::Map::new();
     let results = if args.control_plane_only {
         bench::Results { records: Vec::new(), program_costs: Vec::new() }
