@@ -124,11 +124,7 @@ fn main() -> anyhow::Result<()> {
         ensure!(mesh.pairs_failed == 0, "{} container pairs of the mesh never reached each other", mesh.pairs_failed);
         return Ok(());
     }
-    let options = if args.quick {
-        Options::quick()
-    } else {
-        Options::full()
-    };
+    let options = if args.quick { Options::quick() } else { Options::full() };
     let options = Options {
         runs: args.rounds.unwrap_or(options.runs),
         // In the usual order whatever order they were named in, each once.
