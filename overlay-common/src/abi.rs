@@ -121,7 +121,9 @@ pub struct EndpointKey {
     pub ip: u32,
 }
 
-/// `OVL_LOCAL_EPS[(vni, ip)]`: a container on this host.
+/// `OVL_LOCAL_EPS[(vni, ip)]`: a container on this host. It carries its network's
+/// counter slot (a copy of `OVL_NETWORKS[vni].counter_slot`, kept in step by userspace,
+/// as [`Interface`] does), so a packet received for it needs no lookup of the network.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LocalEndpoint {
@@ -129,6 +131,9 @@ pub struct LocalEndpoint {
     pub ifindex: u32,
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
+    /// The network's `OVL_NET_COUNTS` slot, or [`NO_NETWORK_SLOT`] while the network is
+    /// not on this host.
+    pub counter_slot: u32,
 }
 
 /// `OVL_REMOTE_EPS[(vni, ip)]`: a container on another host.
@@ -212,7 +217,7 @@ const _: () = {
     assert!(size_of::<NetworkInfo>() == 16);
     assert!(size_of::<Interface>() == 28);
     assert!(size_of::<EndpointKey>() == 8);
-    assert!(size_of::<LocalEndpoint>() == 12);
+    assert!(size_of::<LocalEndpoint>() == 16);
     assert!(size_of::<RemoteEndpoint>() == 12);
     assert!(size_of::<Member>() == 4);
     assert!(size_of::<Counter>() == 16);

@@ -8,7 +8,7 @@ use aya_ebpf::{
     helpers::bpf_redirect_peer,
     programs::TcContext,
 };
-use overlay_common::{LocalEndpoint, Reason, VXLAN_PORT};
+use overlay_common::{LocalEndpoint, NO_NETWORK_SLOT, Reason, VXLAN_PORT};
 
 use crate::{
     fdb,
@@ -63,8 +63,18 @@ pub fn classify<F: Frame>(frame: &F) -> Result<Option<Delivery>, Reason> {
         return Err(Reason::Malformed);
     }
     let vni = vxlan.vni();
-    let network = fdb::network(vni).ok_or(Reason::UnknownVni)?;
-    let inner_eth_offset = vxlan_offset + VxlanHdr::LEN;
+    // The network is not looked up on the way to a delivery: the receiving endpoint
+    // carries its counter slot, and the sender's endpoint exists only in a network of
+    // this host. A packet that fails is dropped as of an unknown VNI if that is what it
+    // is, whatever else is wrong with it.
+    inner(frame, vni, outer.saddr, vxlan_offset + VxlanHdr::LEN)
+        .map(Some)
+        .map_err(|reason| if fdb::network(vni).is_none() { Reason::UnknownVni } else { reason })
+}
+
+/// The checks of the inner frame, which starts at `inner_eth_offset`, sent by `vtep`.
+#[inline(always)]
+fn inner<F: Frame>(frame: &F, vni: u32, vtep: u32, inner_eth_offset: usize) -> Result<Delivery, Reason> {
     let inner_eth: EthHdr = frame.header(inner_eth_offset)?;
     if inner_eth.ether_type() != ETH_P_IP {
         return Err(Reason::InnerNotIpv4);
@@ -75,11 +85,14 @@ pub fn classify<F: Frame>(frame: &F) -> Result<Option<Delivery>, Reason> {
     }
     // A member may only speak for the containers that live on it.
     match fdb::remote_endpoint(vni, inner_ip.saddr) {
-        Some(sender) if sender.vtep == outer.saddr => {}
+        Some(sender) if sender.vtep == vtep => {}
         _ => return Err(Reason::InnerSourceMismatch),
     }
     let endpoint = fdb::local_endpoint(vni, inner_ip.daddr).ok_or(Reason::NoLocalEndpoint)?;
-    Ok(Some(Delivery { inner_eth, inner_eth_offset, endpoint, counter_slot: network.counter_slot }))
+    if endpoint.counter_slot == NO_NETWORK_SLOT {
+        return Err(Reason::UnknownVni);
+    }
+    Ok(Delivery { inner_eth, inner_eth_offset, counter_slot: endpoint.counter_slot, endpoint })
 }
 
 /// TC ingress of the underlay: decapsulates with `adjust_room`, which keeps a GSO

@@ -110,3 +110,33 @@ fn container_cannot_spoof_its_source() -> anyhow::Result<()> {
     assert_eq!(got.packets(Reason::Encapsulated, Direction::FromContainer), 0);
     Ok(())
 }
+
+/// A network removed from a host takes its containers off the overlay there, and added
+/// again brings them back with its counters: the copy of the network that interfaces
+/// and local endpoints carry follows it both ways.
+#[test]
+fn a_removed_network_drops_and_an_added_one_delivers() -> anyhow::Result<()> {
+    let mut lab = Lab::builder("netcopy").host("h1", "192.168.1.141/24").host("h2", "192.168.1.142/24").build()?;
+    let c1 = lab.add_container("h1", &ContainerSpec::new("c1", Ipv4Addr::new(10, 0, 9, 2)))?;
+    let c2 = lab.add_container("h2", &ContainerSpec::new("c2", Ipv4Addr::new(10, 0, 9, 3)))?;
+    let mut dps = vec![HostDatapath::start(lab.host("h1"))?, HostDatapath::start(lab.host("h2"))?];
+    full_mesh(&mut dps, VNI, GATEWAY, &[(0, &c1), (1, &c2)])?;
+    traffic::ping_ok(&c2.ns, c1.ip, 1)?;
+
+    dps[0].datapath.remove_network(VNI)?;
+    let before = dps[0].counters()?;
+    let out = cmd::output_in(&c2.ns, &["ping", "-c", "3", "-i", "0.2", "-W", "1", &c1.ip.to_string()])?;
+    assert!(!out.status.success(), "c1 answered with its network removed from its host");
+    let got = dps[0].counters()?.since(&before);
+    assert!(got.packets(Reason::UnknownVni, Direction::FromUnderlay) >= 3, "{:?}", got.by_reason);
+    assert_eq!(got.packets(Reason::Decapsulated, Direction::FromUnderlay), 0);
+
+    dps[0].add_network(VNI, GATEWAY)?;
+    let before = dps[0].counters()?;
+    traffic::ping_ok(&c2.ns, c1.ip, 3)?;
+    let got = dps[0].counters()?.since(&before);
+    assert!(got.packets(Reason::Decapsulated, Direction::FromUnderlay) >= 3, "{:?}", got.by_reason);
+    let network = got.by_network.get(&VNI).copied().unwrap_or_default();
+    assert!(network.from_underlay_packets >= 3, "the network's counters missed its packets: {network:?}");
+    Ok(())
+}

@@ -12,6 +12,9 @@
 //!   the new map with their network's copy taken from `OVL_NETWORKS`. Should the agent
 //!   die in between, the entries are lost from the pins, and the agent's next start
 //!   writes them again from the store, as it does for every local container.
+//! - `OVL_LOCAL_EPS` with 12-byte values (ifindex, mac): before the local endpoint
+//!   carried its network's counter slot. Migrated the same way, the slot taken from
+//!   `OVL_NETWORKS`.
 
 use std::{mem::size_of, path::Path};
 
@@ -59,10 +62,37 @@ pub(super) struct InterfaceV1 {
 // SAFETY: #[repr(C)], Copy, integers and byte arrays with explicit padding.
 unsafe impl aya::Pod for InterfaceV1 {}
 
+/// `OVL_LOCAL_EPS[(vni, ip)]` as agents wrote it before the counter slot was added.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct LocalEndpointV1 {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+// SAFETY: #[repr(C)], Copy, integers and byte arrays with explicit padding.
+unsafe impl aya::Pod for LocalEndpointV1 {}
+
 /// What [`prepare`] took out of old maps, to be written to the new ones after the load.
 #[derive(Debug, Default)]
 pub(super) struct Migration {
     pub interfaces: Vec<(u32, InterfaceV1)>,
+    pub local_endpoints: Vec<(EndpointKey, LocalEndpointV1)>,
+}
+
+/// The entries of the hash map pinned at `path`, which is then unpinned so the load
+/// creates the map anew in this binary's layout.
+fn take_entries<K: aya::Pod, V: aya::Pod>(name: &'static str, path: &Path) -> Result<Vec<(K, V)>, DatapathError> {
+    let pinned_err = |source| DatapathError::Pinned { path: path.to_owned(), source };
+    let data = MapData::from_pin(path).map_err(pinned_err)?;
+    let old: HashMap<MapData, K, V> =
+        HashMap::try_from(Map::HashMap(data)).map_err(|source| DatapathError::Map { map: name, source })?;
+    let entries: Vec<(K, V)> =
+        old.iter().collect::<Result<_, _>>().map_err(|source| DatapathError::Map { map: name, source })?;
+    std::fs::remove_file(path).map_err(|source| DatapathError::PinDir { path: path.to_owned(), source })?;
+    tracing::info!(map = name, entries = entries.len(), "migrating a map of an older layout");
+    Ok(entries)
 }
 
 /// Checks every map pinned under `maps_dir` (like `bpftool map show pinned PATH`). A map
@@ -83,15 +113,14 @@ pub(super) fn prepare(maps_dir: &Path, pin_dir: &Path) -> Result<Migration, Data
         if found == wanted {
             continue;
         }
-        let v1_interfaces = layout::<u32, InterfaceV1>(capacity::INTERFACES);
-        if name == map_names::INTERFACES && found == v1_interfaces {
-            let data = MapData::from_pin(&path).map_err(pinned_err)?;
-            let old: HashMap<MapData, u32, InterfaceV1> =
-                HashMap::try_from(Map::HashMap(data)).map_err(|source| DatapathError::Map { map: name, source })?;
-            migration.interfaces =
-                old.iter().collect::<Result<_, _>>().map_err(|source| DatapathError::Map { map: name, source })?;
-            std::fs::remove_file(&path).map_err(|source| DatapathError::PinDir { path: path.clone(), source })?;
-            tracing::info!(map = name, entries = migration.interfaces.len(), "migrating a map of an older layout");
+        if name == map_names::INTERFACES && found == layout::<u32, InterfaceV1>(capacity::INTERFACES) {
+            migration.interfaces = take_entries(name, &path)?;
+            continue;
+        }
+        if name == map_names::LOCAL_ENDPOINTS
+            && found == layout::<EndpointKey, LocalEndpointV1>(capacity::LOCAL_ENDPOINTS)
+        {
+            migration.local_endpoints = take_entries(name, &path)?;
             continue;
         }
         return Err(DatapathError::PinnedLayout { map: name, found, wanted, pin_dir: pin_dir.to_owned() });
@@ -109,5 +138,6 @@ mod tests {
             assert!(expected(name).is_some(), "{name}");
         }
         assert_ne!(expected(map_names::INTERFACES).unwrap().value_size, size_of::<InterfaceV1>() as u32);
+        assert_ne!(expected(map_names::LOCAL_ENDPOINTS).unwrap().value_size, size_of::<LocalEndpointV1>() as u32);
     }
 }

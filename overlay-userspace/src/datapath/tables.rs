@@ -84,6 +84,11 @@ fn with_network(iface: Interface, network: Option<&NetworkInfo>) -> Interface {
     }
 }
 
+/// `endpoint` with its network's counter slot, or marked as having none.
+fn endpoint_with_network(endpoint: LocalEndpoint, network: Option<&NetworkInfo>) -> LocalEndpoint {
+    LocalEndpoint { counter_slot: network.map_or(NO_NETWORK_SLOT, |n| n.counter_slot), ..endpoint }
+}
+
 /// `remove` that treats an absent key as already removed.
 fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
     match result {
@@ -110,7 +115,8 @@ impl Datapath {
     }
 
     /// Adds (or updates) a network. Its counters start from zero when it is new. The
-    /// interfaces of its local containers get a copy of it (see [`Interface`]).
+    /// interfaces and endpoints of its local containers get a copy of it (see
+    /// [`Interface`] and [`LocalEndpoint`]).
     pub fn add_network(&mut self, spec: NetworkSpec) -> Result<(), DatapathError> {
         let existing = self.networks()?;
         let slot = match existing.iter().find(|(vni, _)| *vni == spec.vni) {
@@ -132,7 +138,7 @@ impl Datapath {
         self.hash_map::<u32, NetworkInfo>(map_names::NETWORKS)?
             .insert(spec.vni, info, 0)
             .map_err(map_err(map_names::NETWORKS))?;
-        self.update_interfaces(spec.vni, Some(&info))
+        self.update_network_copies(spec.vni, Some(&info))
     }
 
     /// Removes a network. Packets for its VNI are then dropped as unknown, also those
@@ -140,24 +146,32 @@ impl Datapath {
     pub fn remove_network(&mut self, vni: u32) -> Result<(), DatapathError> {
         let mut map = self.hash_map::<u32, NetworkInfo>(map_names::NETWORKS)?;
         ignore_missing(map.remove(&vni)).map_err(map_err(map_names::NETWORKS))?;
-        self.update_interfaces(vni, None)
+        self.update_network_copies(vni, None)
     }
 
-    /// Writes the interfaces an older agent left (see `layout.rs`) in this layout.
+    /// Writes the interfaces and local endpoints an older agent left (see `layout.rs`) in
+    /// this layout.
     pub(super) fn migrate(&mut self, migration: super::layout::Migration) -> Result<(), DatapathError> {
         let networks = self.networks()?;
+        let network_of = |vni: u32| networks.iter().find(|(v, _)| *v == vni).map(|(_, info)| info);
         let name = map_names::INTERFACES;
         let mut interfaces = self.hash_map::<u32, Interface>(name)?;
         for (ifindex, old) in migration.interfaces {
-            let network = networks.iter().find(|(vni, _)| *vni == old.vni).map(|(_, info)| info);
             let iface = Interface { vni: old.vni, ip: old.ip, mac: old.mac, ..Interface::default() };
-            interfaces.insert(ifindex, with_network(iface, network), 0).map_err(map_err(name))?;
+            interfaces.insert(ifindex, with_network(iface, network_of(old.vni)), 0).map_err(map_err(name))?;
+        }
+        let name = map_names::LOCAL_ENDPOINTS;
+        let mut endpoints = self.hash_map::<EndpointKey, LocalEndpoint>(name)?;
+        for (key, old) in migration.local_endpoints {
+            let endpoint = LocalEndpoint { ifindex: old.ifindex, mac: old.mac, ..LocalEndpoint::default() };
+            endpoints.insert(key, endpoint_with_network(endpoint, network_of(key.vni)), 0).map_err(map_err(name))?;
         }
         Ok(())
     }
 
-    /// Rewrites the network's copy in every interface of `vni` (`network` None: gone).
-    fn update_interfaces(&mut self, vni: u32, network: Option<&NetworkInfo>) -> Result<(), DatapathError> {
+    /// Rewrites the network's copy in every interface and local endpoint of `vni`
+    /// (`network` None: gone).
+    fn update_network_copies(&mut self, vni: u32, network: Option<&NetworkInfo>) -> Result<(), DatapathError> {
         let name = map_names::INTERFACES;
         let mut interfaces = self.hash_map::<u32, Interface>(name)?;
         let of_network: Vec<(u32, Interface)> = interfaces
@@ -167,6 +181,16 @@ impl Datapath {
             .map_err(map_err(name))?;
         for (ifindex, iface) in of_network {
             interfaces.insert(ifindex, with_network(iface, network), 0).map_err(map_err(name))?;
+        }
+        let name = map_names::LOCAL_ENDPOINTS;
+        let mut endpoints = self.hash_map::<EndpointKey, LocalEndpoint>(name)?;
+        let of_network: Vec<(EndpointKey, LocalEndpoint)> = endpoints
+            .iter()
+            .filter(|entry| entry.as_ref().map_or(true, |(key, _)| key.vni == vni))
+            .collect::<Result<_, _>>()
+            .map_err(map_err(name))?;
+        for (key, endpoint) in of_network {
+            endpoints.insert(key, endpoint_with_network(endpoint, network), 0).map_err(map_err(name))?;
         }
         Ok(())
     }
@@ -206,8 +230,9 @@ impl Datapath {
         self.hash_map::<u32, Interface>(map_names::INTERFACES)?
             .insert(ifindex, with_network(iface, network.as_ref()), 0)
             .map_err(map_err(map_names::INTERFACES))?;
+        let endpoint = LocalEndpoint { ifindex, mac: spec.mac, ..LocalEndpoint::default() };
         self.hash_map::<EndpointKey, LocalEndpoint>(map_names::LOCAL_ENDPOINTS)?
-            .insert(EndpointKey { vni: spec.vni, ip }, LocalEndpoint { ifindex, mac: spec.mac, _pad: [0; 2] }, 0)
+            .insert(EndpointKey { vni: spec.vni, ip }, endpoint_with_network(endpoint, network.as_ref()), 0)
             .map_err(map_err(map_names::LOCAL_ENDPOINTS))?;
         self.attach_container_interface(&spec.host_interface)?;
         // After the program: a frame the veth passed on before it would be dropped.
