@@ -11,6 +11,7 @@ use overlay_common::{EndpointKey, Interface, LocalEndpoint, NO_NETWORK_SLOT, ipv
 use overlay_tests::{
     ContainerSpec, Lab, cmd,
     datapath::{HostDatapath, full_mesh},
+    lab::{Container, Host},
     traffic,
 };
 
@@ -36,17 +37,23 @@ fn ifindex(ns: &str, dev: &str) -> anyhow::Result<u32> {
     links[0]["ifindex"].as_u64().map(|i| i as u32).ok_or_else(|| anyhow::anyhow!("no ifindex for {dev}"))
 }
 
-#[test]
-fn interfaces_of_the_older_layout_are_migrated() -> anyhow::Result<()> {
-    let mut lab = Lab::builder("layout").host("h1", "192.168.1.141/24").host("h2", "192.168.1.142/24").build()?;
+/// Container c1 on h1 and c2 on h2 in network 11, programmed and reaching each other,
+/// and then left as a stopped agent leaves them: the datapaths are dropped, their
+/// programs stay attached to their pinned maps.
+fn two_hosts_left_running(name: &str) -> anyhow::Result<(Lab, Host, Container, Container)> {
+    let mut lab = Lab::builder(name).host("h1", "192.168.1.141/24").host("h2", "192.168.1.142/24").build()?;
     let c1 = lab.add_container("h1", &ContainerSpec::new("c1", Ipv4Addr::new(10, 0, 9, 2)))?;
     let c2 = lab.add_container("h2", &ContainerSpec::new("c2", Ipv4Addr::new(10, 0, 9, 3)))?;
     let h1 = lab.host("h1").clone();
-    {
-        let mut dps = vec![HostDatapath::start(&h1)?, HostDatapath::start(lab.host("h2"))?];
-        full_mesh(&mut dps, 11, Ipv4Addr::new(10, 0, 9, 1), &[(0, &c1), (1, &c2)])?;
-        traffic::ping_ok(&c1.ns, c2.ip, 2)?;
-    }
+    let mut dps = vec![HostDatapath::start(&h1)?, HostDatapath::start(lab.host("h2"))?];
+    full_mesh(&mut dps, 11, Ipv4Addr::new(10, 0, 9, 1), &[(0, &c1), (1, &c2)])?;
+    traffic::ping_ok(&c1.ns, c2.ip, 2)?;
+    Ok((lab, h1, c1, c2))
+}
+
+#[test]
+fn interfaces_of_the_older_layout_are_migrated() -> anyhow::Result<()> {
+    let (_lab, h1, c1, c2) = two_hosts_left_running("layout")?;
 
     // What an agent of the earlier layout left pinned: c1's interface as vni, ip, mac.
     let pinned = h1.pin_dir.join("maps").join(map_names::INTERFACES);
@@ -87,15 +94,7 @@ fn update_pinned(path: &std::path::Path, key: &[u8], value: &[u8]) -> anyhow::Re
 
 #[test]
 fn local_endpoints_of_the_older_layout_are_migrated() -> anyhow::Result<()> {
-    let mut lab = Lab::builder("layout-ep").host("h1", "192.168.1.141/24").host("h2", "192.168.1.142/24").build()?;
-    let c1 = lab.add_container("h1", &ContainerSpec::new("c1", Ipv4Addr::new(10, 0, 9, 2)))?;
-    let c2 = lab.add_container("h2", &ContainerSpec::new("c2", Ipv4Addr::new(10, 0, 9, 3)))?;
-    let h1 = lab.host("h1").clone();
-    {
-        let mut dps = vec![HostDatapath::start(&h1)?, HostDatapath::start(lab.host("h2"))?];
-        full_mesh(&mut dps, 11, Ipv4Addr::new(10, 0, 9, 1), &[(0, &c1), (1, &c2)])?;
-        traffic::ping_ok(&c2.ns, c1.ip, 2)?;
-    }
+    let (_lab, h1, c1, c2) = two_hosts_left_running("layout-ep")?;
 
     // What an agent of the earlier layout left pinned: c1's endpoint as ifindex, mac.
     let pinned = h1.pin_dir.join("maps").join(map_names::LOCAL_ENDPOINTS);

@@ -172,25 +172,33 @@ impl Datapath {
     /// Rewrites the network's copy in every interface and local endpoint of `vni`
     /// (`network` None: gone).
     fn update_network_copies(&mut self, vni: u32, network: Option<&NetworkInfo>) -> Result<(), DatapathError> {
-        let name = map_names::INTERFACES;
-        let mut interfaces = self.hash_map::<u32, Interface>(name)?;
-        let of_network: Vec<(u32, Interface)> = interfaces
+        self.rewrite_entries::<u32, Interface>(
+            map_names::INTERFACES,
+            |_, iface| iface.vni == vni,
+            |iface| with_network(iface, network),
+        )?;
+        self.rewrite_entries::<EndpointKey, LocalEndpoint>(
+            map_names::LOCAL_ENDPOINTS,
+            |key, _| key.vni == vni,
+            |endpoint| endpoint_with_network(endpoint, network),
+        )
+    }
+
+    /// Writes `rewrite` of every entry of the hash map `name` that `picks`.
+    fn rewrite_entries<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+        picks: impl Fn(&K, &V) -> bool,
+        rewrite: impl Fn(V) -> V,
+    ) -> Result<(), DatapathError> {
+        let mut map = self.hash_map::<K, V>(name)?;
+        let picked: Vec<(K, V)> = map
             .iter()
-            .filter(|entry| entry.as_ref().map_or(true, |(_, iface)| iface.vni == vni))
+            .filter(|entry| entry.as_ref().map_or(true, |(key, value)| picks(key, value)))
             .collect::<Result<_, _>>()
             .map_err(map_err(name))?;
-        for (ifindex, iface) in of_network {
-            interfaces.insert(ifindex, with_network(iface, network), 0).map_err(map_err(name))?;
-        }
-        let name = map_names::LOCAL_ENDPOINTS;
-        let mut endpoints = self.hash_map::<EndpointKey, LocalEndpoint>(name)?;
-        let of_network: Vec<(EndpointKey, LocalEndpoint)> = endpoints
-            .iter()
-            .filter(|entry| entry.as_ref().map_or(true, |(key, _)| key.vni == vni))
-            .collect::<Result<_, _>>()
-            .map_err(map_err(name))?;
-        for (key, endpoint) in of_network {
-            endpoints.insert(key, endpoint_with_network(endpoint, network), 0).map_err(map_err(name))?;
+        for (key, value) in picked {
+            map.insert(key, rewrite(value), 0).map_err(map_err(name))?;
         }
         Ok(())
     }
