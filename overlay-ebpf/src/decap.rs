@@ -22,8 +22,8 @@ pub struct Delivery {
     /// The inner Ethernet header, and where it starts: everything before it is stripped.
     pub inner_eth: EthHdr,
     pub inner_eth_offset: usize,
+    /// The receiving container; its network's counters are its `counter_slot`.
     pub endpoint: LocalEndpoint,
-    pub counter_slot: u32,
 }
 
 /// The checks both underlay hooks make. `Ok(None)`: not VXLAN for this host's VTEP, to
@@ -92,7 +92,7 @@ fn inner<F: Frame>(frame: &F, vni: u32, vtep: u32, inner_eth_offset: usize) -> R
     if endpoint.counter_slot == NO_NETWORK_SLOT {
         return Err(Reason::UnknownVni);
     }
-    Ok(Delivery { inner_eth, inner_eth_offset, counter_slot: endpoint.counter_slot, endpoint })
+    Ok(Delivery { inner_eth, inner_eth_offset, endpoint })
 }
 
 /// TC ingress of the underlay: decapsulates with `adjust_room`, which keeps a GSO
@@ -107,5 +107,5 @@ pub fn receive(ctx: &TcContext) -> Verdict {
     local::rewrite_destination(ctx, &delivery.inner_eth, &delivery.endpoint)?;
     // SAFETY: plain helper call.
     let result = unsafe { bpf_redirect_peer(delivery.endpoint.ifindex, 0) };
-    verdict::redirected(result, Reason::Decapsulated, delivery.counter_slot)
+    verdict::redirected(result, Reason::Decapsulated, delivery.endpoint.counter_slot)
 }

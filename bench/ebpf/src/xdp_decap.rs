@@ -53,7 +53,7 @@ fn receive(ctx: &XdpContext) -> Verdict {
     // SAFETY: plain helper call.
     let result = unsafe { bpf_redirect(delivery.endpoint.ifindex, 0) };
     if result == i64::from(XDP_REDIRECT) {
-        Ok(Forward { reason: Reason::Decapsulated, action: XDP_REDIRECT as i32, net_slot: delivery.counter_slot })
+        Ok(Forward { reason: Reason::Decapsulated, action: XDP_REDIRECT as i32, net_slot: delivery.endpoint.counter_slot })
     } else {
         Err(Reason::RedirectFailed)
     }
